@@ -1,0 +1,97 @@
+# pgsov — build, test, demo, bench.
+# Outputs: bin/pgsov-proxy, bin/pgsov; objects under build/. `make asan` builds everything again
+# with ASan+UBSan under build/asan/ and runs the whole suite against those binaries.
+
+CC      ?= cc
+BUILD   ?= build
+BIN     ?= bin
+OPT     ?= -O2
+SAN     ?=
+PKGS     = libevent_core libevent_openssl libevent_pthreads openssl libpq inih jansson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) cmocka 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+           -Wno-unused-parameter -Iinclude -I$(shell pg_config --includedir 2>/dev/null || echo /usr/include/postgresql) \
+           $(PKG_CFLAGS) $(SAN) -fno-omit-frame-pointer
+LDFLAGS += $(SAN)
+LIBS     = $(PKG_LIBS) -lpg_query -lpthread -lm
+
+COMMON_SRC := $(wildcard common/*.c)
+PROXY_SRC  := $(filter-out proxy/main.c,$(wildcard proxy/*.c))
+TOOLS_SRC  := $(filter-out tools/main.c,$(wildcard tools/*.c))
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+ITEST_SRC  := $(wildcard tests/integration/test_*.c)
+ITEST_LIB  := $(wildcard tests/integration/harness*.c)
+BENCH_SRC  := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/%.o,$(1))
+
+LIB_COMMON := $(BUILD)/libpgsov_common.a
+LIB_PROXY  := $(BUILD)/libpgsov_proxy.a
+LIB_TOOLS  := $(BUILD)/libpgsov_tools.a
+UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+ITEST_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all deps demo test unit integration asan bench clean fuzz check-deps
+all: $(BIN)/pgsov-proxy $(BIN)/pgsov
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB_COMMON): $(call obj,$(COMMON_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(LIB_PROXY): $(call obj,$(PROXY_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+$(LIB_TOOLS): $(call obj,$(TOOLS_SRC))
+	@mkdir -p $(dir $@); rm -f $@; ar rcs $@ $^
+
+$(BIN)/pgsov-proxy: $(call obj,proxy/main.c) $(LIB_PROXY) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+$(BIN)/pgsov: $(call obj,tools/main.c) $(LIB_TOOLS) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB_PROXY) $(LIB_TOOLS) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+$(BUILD)/tests/test_%: $(BUILD)/tests/integration/test_%.o $(call obj,$(ITEST_LIB)) $(LIB_TOOLS) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_PROXY) $(LIB_TOOLS) $(LIB_COMMON)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+deps:
+	@scripts/deps.sh
+
+# Unit tests: pure modules, no servers.
+unit: $(UNIT_BINS)
+	@scripts/run-unit.sh $(UNIT_BINS)
+
+# Integration tests: start two PostgreSQL clusters, drive the real binaries with libpq.
+integration: all $(ITEST_BINS)
+	@PGSOV_BIN=$(abspath $(BIN)) PGSOV_BUILD=$(abspath $(BUILD)) tests/integration/run.sh $(ITEST_BINS)
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
+	    SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" all unit integration
+
+bench: deps all $(BENCH_BINS)
+	@PGSOV_BIN=$(abspath $(BIN)) PGSOV_BUILD=$(abspath $(BUILD)) bench/run.sh
+
+demo: deps all
+	@scripts/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

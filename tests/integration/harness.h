@@ -1,0 +1,85 @@
+/* harness.h — what integration tests share: the clusters run.sh started, libpq helpers,
+ * running the pgsov binaries, and starting a pgsov-proxy with a generated config.
+ * Every helper that fails calls cmocka's fail_msg(), so a broken fixture fails the test. */
+#ifndef PGSOV_IT_HARNESS_H
+#define PGSOV_IT_HARNESS_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+struct it_env {
+    const char *dir;        /* scratch directory of this run (removed afterwards)        */
+    const char *pki;        /* test PKI: ca.crt, server.crt/key, client-app.crt/key, ...   */
+    const char *bin;        /* directory with pgsov-proxy and pgsov                         */
+    const char *src;        /* repository root                                             */
+    const char *superpass;  /* password of the 'postgres' superuser in both clusters       */
+    int dev_port, prod_port;
+};
+
+/* The environment run.sh exported; fails the test when it is missing. */
+const struct it_env *it_env(void);
+
+/* Port of cluster "dev" or "prod". */
+int it_cluster_port(const char *cluster);
+
+/* libpq connection from a printf-style conninfo; never NULL (check PQstatus). */
+PGconn *it_connect(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Superuser connection straight to a cluster ("dev"/"prod") and database; fails the test
+ * if it cannot connect. */
+PGconn *it_super(const char *cluster, const char *db);
+
+/* Runs sql and fails the test unless it succeeds. */
+void it_exec(PGconn *c, const char *sql);
+
+/* First column of the first row, malloc'd ("" for NULL); fails the test on error. */
+char *it_value(PGconn *c, const char *sql);
+
+/* Drops (if present) and creates database db on cluster, owned by owner (NULL: postgres). */
+void it_create_db(const char *cluster, const char *db, const char *owner);
+
+/* Runs a shell command (printf-style), captures stdout+stderr (malloc'd, into *out if
+ * non-NULL) and returns the exit status (or -1). */
+int it_sh(char **out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Writes text to path, failing the test on error. */
+void it_write_file(const char *path, const char *text);
+
+/* A scratch directory under it_env()->dir, unique per call (malloc'd). */
+char *it_tmpdir(const char *hint);
+
+/* Is needle in haystack? (for readable asserts) */
+int it_contains(const char *haystack, const char *needle);
+
+/* ---- the proxy -------------------------------------------------------------------- */
+
+struct it_proxy {
+    pid_t pid;
+    int port;
+    char dir[512];          /* its config, rules, logs                                    */
+    char ini[600];          /* path of proxy.ini                                          */
+    char rules[600];        /* path of the rules file                                     */
+    char log[600];          /* stderr of the proxy                                        */
+    char audit[600];        /* audit log path                                             */
+};
+
+/* Starts bin/pgsov-proxy on a free port with a config that routes "development" (aliases
+ * dev) to cluster dev and "production" (alias prod) to cluster prod over verify-full TLS.
+ * proxy_extra: extra lines for [proxy] (may be NULL); rules: the rules file's text.
+ * Waits until the port accepts; fails the test otherwise. */
+void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rules);
+
+/* Sends sig (SIGTERM/SIGINT) and waits up to timeout_ms; returns the exit status, or -1
+ * if it had to be killed. */
+int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms);
+
+/* Connects through the proxy: "host=127.0.0.1 port=<proxy> sslmode=disable " + rest. */
+PGconn *it_proxy_connect(const struct it_proxy *p, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,8 @@
+/* tools.h — entry points of the pgsov subcommands and what they share.
+ * Each cmd_* returns the process exit code. */
+#ifndef PGSOV_TOOLS_H
+#define PGSOV_TOOLS_H
+
+int cmd_check(int argc, char **argv);
+
+#endif
