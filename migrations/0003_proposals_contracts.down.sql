@@ -1,0 +1,2 @@
+DROP TABLE app.contracts;
+DROP TABLE app.proposals;

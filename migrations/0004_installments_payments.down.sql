@@ -1,0 +1,2 @@
+DROP TABLE app.payments;
+DROP TABLE app.installments;
