@@ -17,9 +17,9 @@ void log_event(enum log_level level, const char *event, ...) __attribute__((sent
 /* Opens (append) the audit log; NULL path closes it. */
 int audit_open(const char *path, struct pgsov_err *err);
 
-struct json_t;
+#include <jansson.h>
 /* Writes one JSON object as a line to the audit log (adds "time"); steals the reference. */
-void audit_write(struct json_t *obj);
+void audit_write(json_t *obj);
 
 const char *log_level_name(enum log_level l);
 int log_level_parse(const char *s, enum log_level *out);

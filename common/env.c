@@ -1,0 +1,148 @@
+/* env.c — environment names and the hostname guard (see env.h). Pure: reads getenv() only
+ * in env_resolve(). */
+#include "pgsov/env.h"
+#include "pgsov/config.h"
+
+#include <ctype.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct { const char *spelling; const char *canonical; } canonical_names[] = {
+    { "development", "development" }, { "dev", "development" }, { "develop", "development" },
+    { "local", "development" },
+    { "test", "test" }, { "testing", "test" },
+    { "staging", "staging" }, { "stage", "staging" }, { "preview", "staging" },
+    { "production", "production" }, { "prod", "production" }, { "live", "production" },
+};
+
+const char *env_canonical_name(const char *name)
+{
+    if (!name)
+        return NULL;
+    for (size_t i = 0; i < sizeof canonical_names / sizeof canonical_names[0]; i++)
+        if (strcasecmp(name, canonical_names[i].spelling) == 0)
+            return canonical_names[i].canonical;
+    return NULL;
+}
+
+const struct env_config *env_resolve(const struct config *cfg, const char *explicit_name,
+                                     struct pgsov_err *err)
+{
+    const char *name = explicit_name, *source = "--env";
+    if (!name || !*name) {
+        name = getenv("PGSOV_ENV");
+        source = "PGSOV_ENV";
+    }
+    if (!name || !*name) {
+        name = getenv("NODE_ENV");
+        source = "NODE_ENV";
+    }
+    if (!name || !*name) {
+        pgsov_fail(err, "no environment given: use --env NAME, or set PGSOV_ENV or NODE_ENV");
+        return NULL;
+    }
+    const struct env_config *e = config_find_env(cfg, name);
+    if (!e) {
+        const char *canon = env_canonical_name(name);
+        if (canon)
+            e = config_find_env(cfg, canon);
+    }
+    if (!e) {
+        char names[256];
+        config_env_names(cfg, names, sizeof names);
+        pgsov_fail(err, "environment \"%s\" (from %s) is not configured in %s; known: %s",
+                   name, source, cfg && cfg->path ? cfg->path : "the config", names);
+    }
+    return e;
+}
+
+/* Splits a pattern into host glob and optional port glob: "h", "h:p", "[v6]", "[v6]:p".
+ * A bare IPv6 address (several colons, no brackets) has no port part. */
+static void split_pattern(const char *pattern, char *host, size_t host_size, const char **port)
+{
+    *port = NULL;
+    if (pattern[0] == '[') {
+        const char *close = strchr(pattern, ']');
+        if (close) {
+            size_t n = (size_t)(close - pattern - 1);
+            snprintf(host, host_size, "%.*s", (int)n, pattern + 1);
+            if (close[1] == ':')
+                *port = close + 2;
+            return;
+        }
+    }
+    const char *colon = strchr(pattern, ':');
+    if (colon && !strchr(colon + 1, ':')) {
+        snprintf(host, host_size, "%.*s", (int)(colon - pattern), pattern);
+        *port = colon + 1;
+        return;
+    }
+    snprintf(host, host_size, "%s", pattern);
+}
+
+bool env_host_pattern_match(const char *pattern, const char *host, int port)
+{
+    char host_glob[256];
+    const char *port_glob;
+    if (!pattern || !host)
+        return false;
+    split_pattern(pattern, host_glob, sizeof host_glob, &port_glob);
+    char bare_host[256];
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+        snprintf(bare_host, sizeof bare_host, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(bare_host, sizeof bare_host, "%s", host);
+    if (fnmatch(host_glob, bare_host, FNM_CASEFOLD) != 0)
+        return false;
+    if (port_glob && *port_glob) {
+        char port_text[16];
+        snprintf(port_text, sizeof port_text, "%d", port);
+        if (fnmatch(port_glob, port_text, 0) != 0)
+            return false;
+    }
+    return true;
+}
+
+static const char *first_match(const struct env_config *e, const char *host, int port)
+{
+    for (size_t i = 0; i < e->n_host_patterns; i++)
+        if (env_host_pattern_match(e->host_patterns[i], host, port))
+            return e->host_patterns[i];
+    return NULL;
+}
+
+int env_guard_check(const struct config *cfg, const struct env_config *env,
+                    const char *host, int port, struct pgsov_err *err)
+{
+    /* Another environment's pattern first: that is the dangerous mistake, name it. */
+    for (size_t i = 0; i < cfg->n_envs; i++) {
+        const struct env_config *other = &cfg->envs[i];
+        if (other == env || strcmp(other->name, env->name) == 0)
+            continue;
+        const char *pat = first_match(other, host, port);
+        if (pat)
+            return pgsov_fail(err, "hostname guard: environment \"%s\" points at %s:%d, which "
+                              "belongs to environment \"%s\" (its host pattern \"%s\"); refusing to "
+                              "let %s reach %s's database", env->name, host, port, other->name, pat,
+                              env->name, other->name);
+    }
+    if (!first_match(env, host, port))
+        return pgsov_fail(err, "hostname guard: environment \"%s\" points at %s:%d, which matches "
+                          "none of its host_patterns; point it at its own database or fix "
+                          "host_patterns in [env.%s]", env->name, host, port, env->name);
+    return 0;
+}
+
+int env_guard_check_all(const struct config *cfg, struct pgsov_err *err)
+{
+    for (size_t i = 0; i < cfg->n_envs; i++) {
+        const struct env_config *e = &cfg->envs[i];
+        if (env_guard_check(cfg, e, e->host, e->port, err) != 0)
+            return -1;
+    }
+    return 0;
+}
