@@ -63,7 +63,7 @@ struct target {
     int port;
     char dbname[128];                /* current_database() as the server reports it            */
     char user[128];                  /* current_user as the server reports it                  */
-    char source[64];                 /* "--url", "DEV_DATABASE_URL", "proxy.ini [env.X]", ... */
+    char source[192];                /* "--url", "DEV_DATABASE_URL", "proxy.ini [env.X]", ... */
     char warning[256];               /* non-empty: something the command should print once     */
     struct env_config synthetic;     /* internal: the no-config environment                    */
 };
