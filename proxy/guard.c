@@ -1,0 +1,986 @@
+/* guard.c — classifies SQL text into statement classes (see guard.h).
+ * Owns: the node-type → class table for PostgreSQL 15's grammar, the walk over libpg_query's
+ * JSON parse tree (every statement, nested ones included), the lexing-change rule, the
+ * privileged-function rule and the verdict cache (hash table + CLOCK eviction).
+ * Does not own: policy (rules.c), what a PREPARE recorded (session.c), I/O of any kind. */
+#include "pgsov/guard.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <pg_query.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "pgsov/err.h"
+
+/* ---- the node table ------------------------------------------------------------------ */
+
+enum node_kind {
+    K_CLASS,    /* the node is of one class; nested nodes add theirs            */
+    K_INNER,    /* the node takes the classes of what it wraps                  */
+    K_DEPENDS,  /* a handler reads the node's fields                            */
+};
+
+enum node_special {
+    SP_NONE,
+    SP_SELECT,              /* read; SELECT ... INTO is ddl too                                */
+    SP_INSERT,              /* write; INSERT ... VALUES reads nothing, INSERT ... SELECT does  */
+    SP_RENAME,              /* ddl; ALTER ROLE ... RENAME is role                             */
+    SP_UPDATE,              /* write; UPDATE pg_settings calls set_config through a rule       */
+    SP_EXPLAIN,             /* EXPLAIN ANALYZE executes its statement, plain EXPLAIN does not */
+    SP_COPY,                /* file/program: privileged; FROM STDIN write; TO STDOUT read      */
+    SP_SET,                 /* SET/RESET: session, role/session_authorization privileged       */
+    SP_ALTER_ROLE_SET,      /* role, and the SET inside may change lexing                     */
+    SP_ALTER_DATABASE_SET,  /* ddl, and the SET inside may change lexing                      */
+    SP_ALTER_SYSTEM,        /* privileged, and the SET inside may change lexing               */
+    SP_PREPARE,             /* the class of its statement, recorded under its name            */
+    SP_EXECUTE,             /* whatever the session recorded for the name                     */
+    SP_DEALLOCATE,          /* session                                                        */
+};
+
+struct node_rule {
+    const char *type;       /* node type as libpg_query's JSON names it */
+    enum node_kind kind;
+    enum stmt_class cls;    /* for K_CLASS */
+    enum node_special special;
+};
+
+/* Every *Stmt node type of pg_query.proto's Node oneof (PostgreSQL 15), sorted by strcmp for
+ * bsearch; tests/unit/test_guard.c checks both properties against the .proto file. */
+static const struct node_rule node_rules[] = {
+    { "AlterCollationStmt",           K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterDatabaseRefreshCollStmt", K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterDatabaseSetStmt",         K_DEPENDS, CLASS_READ,        SP_ALTER_DATABASE_SET },
+    { "AlterDatabaseStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterDefaultPrivilegesStmt",   K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "AlterDomainStmt",              K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterEnumStmt",                K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterEventTrigStmt",           K_CLASS,   CLASS_PRIVILEGED,  SP_NONE               },
+    { "AlterExtensionContentsStmt",   K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterExtensionStmt",           K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterFdwStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterForeignServerStmt",       K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterFunctionStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterObjectDependsStmt",       K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterObjectSchemaStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterOpFamilyStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterOperatorStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterOwnerStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterPolicyStmt",              K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterPublicationStmt",         K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterRoleSetStmt",             K_DEPENDS, CLASS_READ,        SP_ALTER_ROLE_SET     },
+    { "AlterRoleStmt",                K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "AlterSeqStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterStatsStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterSubscriptionStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterSystemStmt",              K_DEPENDS, CLASS_READ,        SP_ALTER_SYSTEM       },
+    { "AlterTSConfigurationStmt",     K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterTSDictionaryStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterTableMoveAllStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterTableSpaceOptionsStmt",   K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterTableStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterTypeStmt",                K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "AlterUserMappingStmt",         K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CallStmt",                     K_CLASS,   CLASS_FUNCTION,    SP_NONE               },
+    { "CheckPointStmt",               K_CLASS,   CLASS_MAINTENANCE, SP_NONE               },
+    { "ClosePortalStmt",              K_CLASS,   CLASS_SESSION,     SP_NONE               },
+    { "ClusterStmt",                  K_CLASS,   CLASS_MAINTENANCE, SP_NONE               },
+    { "CommentStmt",                  K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CompositeTypeStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "ConstraintsSetStmt",           K_CLASS,   CLASS_TRANSACTION, SP_NONE               },
+    { "CopyStmt",                     K_DEPENDS, CLASS_READ,        SP_COPY               },
+    { "CreateAmStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateCastStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateConversionStmt",         K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateDomainStmt",             K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateEnumStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateEventTrigStmt",          K_CLASS,   CLASS_PRIVILEGED,  SP_NONE               },
+    { "CreateExtensionStmt",          K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateFdwStmt",                K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateForeignServerStmt",      K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateForeignTableStmt",       K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateFunctionStmt",           K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateOpClassStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateOpFamilyStmt",           K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreatePLangStmt",              K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreatePolicyStmt",             K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreatePublicationStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateRangeStmt",              K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateRoleStmt",               K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "CreateSchemaStmt",             K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateSeqStmt",                K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateStatsStmt",              K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateStmt",                   K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateSubscriptionStmt",       K_CLASS,   CLASS_PRIVILEGED,  SP_NONE               },
+    { "CreateTableAsStmt",            K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateTableSpaceStmt",         K_CLASS,   CLASS_PRIVILEGED,  SP_NONE               },
+    { "CreateTransformStmt",          K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateTrigStmt",               K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreateUserMappingStmt",        K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "CreatedbStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DeallocateStmt",               K_DEPENDS, CLASS_READ,        SP_DEALLOCATE         },
+    { "DeclareCursorStmt",            K_INNER,   CLASS_READ,        SP_NONE               },
+    { "DefineStmt",                   K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DeleteStmt",                   K_CLASS,   CLASS_WRITE,       SP_NONE               },
+    { "DiscardStmt",                  K_CLASS,   CLASS_SESSION,     SP_NONE               },
+    { "DoStmt",                       K_CLASS,   CLASS_FUNCTION,    SP_NONE               },
+    { "DropOwnedStmt",                K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DropRoleStmt",                 K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "DropStmt",                     K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DropSubscriptionStmt",         K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DropTableSpaceStmt",           K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DropUserMappingStmt",          K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "DropdbStmt",                   K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "ExecuteStmt",                  K_DEPENDS, CLASS_READ,        SP_EXECUTE            },
+    { "ExplainStmt",                  K_DEPENDS, CLASS_READ,        SP_EXPLAIN            },
+    { "FetchStmt",                    K_CLASS,   CLASS_READ,        SP_NONE               },
+    { "GrantRoleStmt",                K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "GrantStmt",                    K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "ImportForeignSchemaStmt",      K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "IndexStmt",                    K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "InsertStmt",                   K_DEPENDS, CLASS_READ,        SP_INSERT             },
+    { "ListenStmt",                   K_CLASS,   CLASS_SESSION,     SP_NONE               },
+    { "LoadStmt",                     K_CLASS,   CLASS_PRIVILEGED,  SP_NONE               },
+    { "LockStmt",                     K_CLASS,   CLASS_WRITE,       SP_NONE               },
+    { "MergeStmt",                    K_CLASS,   CLASS_WRITE,       SP_NONE               },
+    { "NotifyStmt",                   K_CLASS,   CLASS_SESSION,     SP_NONE               },
+    { "PLAssignStmt",                 K_CLASS,   CLASS_UNKNOWN,     SP_NONE               },
+    { "PrepareStmt",                  K_DEPENDS, CLASS_READ,        SP_PREPARE            },
+    { "RawStmt",                      K_INNER,   CLASS_READ,        SP_NONE               },
+    { "ReassignOwnedStmt",            K_CLASS,   CLASS_ROLE,        SP_NONE               },
+    { "RefreshMatViewStmt",           K_CLASS,   CLASS_MAINTENANCE, SP_NONE               },
+    { "ReindexStmt",                  K_CLASS,   CLASS_MAINTENANCE, SP_NONE               },
+    { "RenameStmt",                   K_DEPENDS, CLASS_READ,        SP_RENAME             },
+    { "ReplicaIdentityStmt",          K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "ReturnStmt",                   K_CLASS,   CLASS_READ,        SP_NONE               },
+    { "RuleStmt",                     K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "SecLabelStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "SelectStmt",                   K_DEPENDS, CLASS_READ,        SP_SELECT             },
+    { "SetOperationStmt",             K_CLASS,   CLASS_READ,        SP_NONE               },
+    { "TransactionStmt",              K_CLASS,   CLASS_TRANSACTION, SP_NONE               },
+    { "TruncateStmt",                 K_CLASS,   CLASS_DDL,         SP_NONE               },
+    { "UnlistenStmt",                 K_CLASS,   CLASS_SESSION,     SP_NONE               },
+    { "UpdateStmt",                   K_DEPENDS, CLASS_READ,        SP_UPDATE             },
+    { "VacuumStmt",                   K_CLASS,   CLASS_MAINTENANCE, SP_NONE               },
+    { "VariableSetStmt",              K_DEPENDS, CLASS_READ,        SP_SET                },
+    { "VariableShowStmt",             K_CLASS,   CLASS_READ,        SP_NONE               },
+    { "ViewStmt",                     K_CLASS,   CLASS_DDL,         SP_NONE               },
+};
+
+#define N_NODE_RULES (sizeof node_rules / sizeof node_rules[0])
+
+static int node_rule_cmp(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, ((const struct node_rule *)elem)->type);
+}
+
+static const struct node_rule *node_rule_find(const char *type)
+{
+    return bsearch(type, node_rules, N_NODE_RULES, sizeof node_rules[0], node_rule_cmp);
+}
+
+const char *guard_node_class_name(const char *node_type)
+{
+    const struct node_rule *r = node_type ? node_rule_find(node_type) : NULL;
+    if (!r)
+        return NULL;
+    switch (r->kind) {
+    case K_CLASS: return stmt_class_name(r->cls);
+    case K_INNER: return "inner";
+    case K_DEPENDS: return "depends";
+    }
+    return NULL;
+}
+
+/* ---- danger order ------------------------------------------------------------------- */
+
+static const enum stmt_class danger_order[CLASS__COUNT] = {   /* most dangerous first */
+    CLASS_UNKNOWN, CLASS_PRIVILEGED, CLASS_ROLE, CLASS_DDL, CLASS_FUNCTION, CLASS_WRITE,
+    CLASS_MAINTENANCE, CLASS_SESSION, CLASS_TRANSACTION, CLASS_READ,
+};
+
+enum stmt_class guard_worst_class(class_set set)
+{
+    for (size_t i = 0; i < CLASS__COUNT; i++)
+        if (set & CLASS_BIT(danger_order[i]))
+            return danger_order[i];
+    return CLASS_READ;
+}
+
+void guard_resolve_execute(struct guard_verdict *v, class_set recorded)
+{
+    if (!v->execute_name[0])
+        return;
+    v->classes = v->classes_besides_execute | recorded;
+    v->worst = guard_worst_class(v->classes);
+}
+
+/* ---- privileged functions ----------------------------------------------------------- */
+
+const char *const guard_default_privileged_functions[] = {
+    /* reach other servers or run SQL text the proxy never sees */
+    "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
+    "dblink_open", "dblink_fetch", "dblink_get_result",
+    "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+    /* server files */
+    "lo_import", "lo_export", "pg_read_file", "pg_read_binary_file", "pg_ls_dir",
+    "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir",
+    "pg_file_write", "pg_file_rename", "pg_file_unlink", "pg_file_sync", "pg_logdir_ls",
+    /* other sessions and the server itself */
+    "pg_terminate_backend", "pg_cancel_backend", "pg_reload_conf", "pg_rotate_logfile",
+    "pg_promote", "pg_switch_wal", "pg_create_restore_point", "pg_backup_start",
+    "pg_backup_stop", "pg_start_backup", "pg_stop_backup", "pg_wal_replay_pause",
+    "pg_wal_replay_resume", "pg_log_backend_memory_contexts",
+    "pg_stat_reset", "pg_stat_reset_shared", "pg_stat_reset_single_table_counters",
+    "pg_stat_reset_single_function_counters", "pg_stat_reset_slru",
+    "pg_stat_reset_replication_slot", "pg_stat_statements_reset",
+    /* replication */
+    "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
+    "pg_drop_replication_slot", "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot", "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes", "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes", "pg_replication_slot_advance",
+    "pg_logical_emit_message", "pg_replication_origin_create", "pg_replication_origin_drop",
+    "pg_replication_origin_session_setup", "pg_replication_origin_advance",
+    "pg_import_system_collations",
+    NULL,
+};
+
+#define GUARD_FUNC_NAME_MAX 128
+
+struct priv_func {
+    char name[GUARD_FUNC_NAME_MAX];     /* bare function name, lower case */
+    char schema[GUARD_FUNC_NAME_MAX];   /* "" when unqualified            */
+};
+
+/* ---- the verdict cache ------------------------------------------------------------- */
+
+#define CACHE_MAX_CHAIN 8       /* a longer chain is not extended: bounded lookups */
+#define CACHE_NIL UINT32_MAX
+
+struct cache_entry {
+    char *text;                 /* NULL: slot free */
+    size_t len;
+    uint64_t hash;
+    uint32_t next;              /* next entry in the bucket's chain */
+    bool referenced;            /* CLOCK bit */
+    struct guard_verdict verdict;
+};
+
+struct guard {
+    uint32_t max_len;
+    uint32_t cache_max_text;
+    struct priv_func *funcs;
+    size_t n_funcs;
+    struct cache_entry *entries;
+    size_t n_entries;
+    uint32_t *buckets;
+    size_t bucket_mask;
+    size_t hand;
+    uint64_t seed;
+    struct guard_stats stats;
+};
+
+static uint64_t cache_hash(uint64_t seed, const char *p, size_t len)
+{
+    const uint64_t mul = 0x9e3779b97f4a7c15ull;
+    uint64_t h = seed ^ (len * mul);
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        h = (h ^ w) * mul;
+        h ^= h >> 29;
+        p += 8;
+        len -= 8;
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p, len);
+    h = (h ^ tail) * mul;
+    h ^= h >> 32;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 31;
+    return h;
+}
+
+static struct cache_entry *cache_find(struct guard *g, const char *text, size_t len,
+                                      uint64_t hash)
+{
+    for (uint32_t i = g->buckets[hash & g->bucket_mask]; i != CACHE_NIL; i = g->entries[i].next) {
+        struct cache_entry *e = &g->entries[i];
+        if (e->hash == hash && e->len == len && memcmp(e->text, text, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static void cache_unlink(struct guard *g, uint32_t idx)
+{
+    struct cache_entry *e = &g->entries[idx];
+    uint32_t *link = &g->buckets[e->hash & g->bucket_mask];
+    while (*link != CACHE_NIL) {
+        if (*link == idx) {
+            *link = e->next;
+            break;
+        }
+        link = &g->entries[*link].next;
+    }
+    free(e->text);
+    e->text = NULL;
+    e->next = CACHE_NIL;
+}
+
+/* A free slot, evicting with CLOCK when all are taken. */
+static uint32_t cache_victim(struct guard *g)
+{
+    for (;;) {
+        uint32_t idx = (uint32_t)g->hand;
+        struct cache_entry *e = &g->entries[idx];
+        g->hand = (g->hand + 1) % g->n_entries;
+        if (!e->text)
+            return idx;
+        if (e->referenced) {
+            e->referenced = false;
+            continue;
+        }
+        cache_unlink(g, idx);
+        g->stats.evictions++;
+        return idx;
+    }
+}
+
+static void cache_insert(struct guard *g, const char *text, size_t len, uint64_t hash,
+                         const struct guard_verdict *v)
+{
+    size_t chain = 0;
+    for (uint32_t i = g->buckets[hash & g->bucket_mask]; i != CACHE_NIL; i = g->entries[i].next)
+        chain++;
+    if (chain >= CACHE_MAX_CHAIN)
+        return;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return;                 /* not caching is always correct */
+    memcpy(copy, text, len);
+    uint32_t idx = cache_victim(g);
+    struct cache_entry *e = &g->entries[idx];
+    e->text = copy;
+    e->len = len;
+    e->hash = hash;
+    e->referenced = false;
+    e->verdict = *v;
+    uint32_t *head = &g->buckets[hash & g->bucket_mask];
+    e->next = *head;
+    *head = idx;
+}
+
+/* ---- construction ------------------------------------------------------------------ */
+
+void guard_options_default(struct guard_options *opt)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->max_statement_length = GUARD_DEFAULT_MAX_STATEMENT_LENGTH;
+    opt->cache_entries = GUARD_DEFAULT_CACHE_ENTRIES;
+    opt->cache_max_text = GUARD_DEFAULT_CACHE_MAX_TEXT;
+}
+
+static int priv_func_set(struct priv_func *f, const char *spec)
+{
+    const char *dot = strrchr(spec, '.');
+    const char *name = dot ? dot + 1 : spec;
+    size_t schema_len = dot ? (size_t)(dot - spec) : 0;
+    if (!*name || strlen(name) >= sizeof f->name || schema_len >= sizeof f->schema ||
+        (dot && schema_len == 0))
+        return -1;
+    for (size_t i = 0; name[i]; i++)
+        f->name[i] = (char)tolower((unsigned char)name[i]), f->name[i + 1] = '\0';
+    for (size_t i = 0; i < schema_len; i++)
+        f->schema[i] = (char)tolower((unsigned char)spec[i]);
+    f->schema[schema_len] = '\0';
+    return 0;
+}
+
+struct guard *guard_new(const struct guard_options *opt)
+{
+    struct guard_options defaults;
+    if (!opt) {
+        guard_options_default(&defaults);
+        opt = &defaults;
+    }
+    struct guard *g = calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->max_len = opt->max_statement_length ? opt->max_statement_length
+                                           : GUARD_DEFAULT_MAX_STATEMENT_LENGTH;
+    g->cache_max_text = opt->cache_max_text ? opt->cache_max_text : GUARD_DEFAULT_CACHE_MAX_TEXT;
+
+    const char *const *names = opt->privileged_functions;
+    size_t n = opt->n_privileged_functions;
+    if (!names) {
+        names = guard_default_privileged_functions;
+        for (n = 0; names[n]; n++)
+            ;
+    }
+    g->funcs = calloc(n ? n : 1, sizeof *g->funcs);
+    if (!g->funcs)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (!names[i] || priv_func_set(&g->funcs[i], names[i]) < 0)
+            goto fail;
+    g->n_funcs = n;
+
+    if (opt->cache_entries > 0) {
+        if (opt->cache_entries >= CACHE_NIL / 2)
+            goto fail;
+        g->n_entries = opt->cache_entries;
+        size_t nb = 16;
+        while (nb < g->n_entries * 2)
+            nb *= 2;
+        g->entries = calloc(g->n_entries, sizeof *g->entries);
+        g->buckets = malloc(nb * sizeof *g->buckets);
+        if (!g->entries || !g->buckets)
+            goto fail;
+        for (size_t i = 0; i < nb; i++)
+            g->buckets[i] = CACHE_NIL;
+        for (size_t i = 0; i < g->n_entries; i++)
+            g->entries[i].next = CACHE_NIL;
+        g->bucket_mask = nb - 1;
+        /* A secret seed, so nobody can aim texts at one bucket; chains are capped anyway. */
+        if (getrandom(&g->seed, sizeof g->seed, GRND_NONBLOCK) != (ssize_t)sizeof g->seed)
+            g->seed = (uint64_t)(uintptr_t)g ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+    }
+    return g;
+fail:
+    guard_free(g);
+    return NULL;
+}
+
+void guard_free(struct guard *g)
+{
+    if (!g)
+        return;
+    if (g->entries)
+        for (size_t i = 0; i < g->n_entries; i++)
+            free(g->entries[i].text);
+    free(g->entries);
+    free(g->buckets);
+    free(g->funcs);
+    free(g);
+}
+
+void guard_get_stats(const struct guard *g, struct guard_stats *out)
+{
+    *out = g->stats;
+}
+
+/* ---- the walk ---------------------------------------------------------------------- */
+
+#define WALK_MAX_DEPTH 4000     /* jansson stops at 2048 anyway; this guards the recursion */
+
+struct walk {
+    const struct guard *g;
+    class_set classes;          /* everything but the EXECUTEs themselves */
+    bool has_execute;
+    bool lexing_change;
+    bool failed;                /* → CLASS_UNKNOWN with reason */
+    int depth;
+    int n_prepare, n_execute, n_deallocate;
+    char prepare_name[64];
+    class_set prepare_classes;
+    char execute_name[64];
+    char deallocate_name[64];
+    char reason[160];
+};
+
+static void walk_fail(struct walk *w, const char *reason)
+{
+    if (!w->failed)
+        pgsov_strlcpy(w->reason, reason, sizeof w->reason);
+    w->failed = true;
+}
+
+static void walk_value(struct walk *w, json_t *v);
+
+static void walk_add(struct walk *w, enum stmt_class c)
+{
+    w->classes |= CLASS_BIT(c);
+}
+
+/* A string member of obj, or NULL. */
+static const char *member_str(json_t *obj, const char *key)
+{
+    return json_string_value(json_object_get(obj, key));
+}
+
+static bool member_true(json_t *obj, const char *key)
+{
+    return json_is_true(json_object_get(obj, key));
+}
+
+/* Copies a statement name into a 64-byte field; a name that does not fit (the parser truncates
+ * identifiers to 63 bytes, so it cannot happen) fails the walk. */
+static void walk_name(struct walk *w, char dst[64], const char *name, const char *what)
+{
+    if (pgsov_strlcpy(dst, name ? name : "", 64) >= 64)
+        walk_fail(w, what);
+}
+
+/* The String of an A_Const node ({"A_Const":{"sval":{"sval":"x"}}}), or NULL. */
+static const char *const_string(json_t *node)
+{
+    json_t *c = json_object_get(node, "A_Const");
+    return c ? member_str(json_object_get(c, "sval"), "sval") : NULL;
+}
+
+static bool lexing_name(const char *name)
+{
+    return name && (strcasecmp(name, "standard_conforming_strings") == 0 ||
+                    strcasecmp(name, "client_encoding") == 0 || strcasecmp(name, "names") == 0);
+}
+
+/* Is node (one value of SET, or set_config's second argument) a value that keeps the lexing
+ * the guard assumes: standard_conforming_strings on, client encoding UTF8? */
+static bool lexing_value_safe(const char *name, json_t *node)
+{
+    json_t *c = json_object_get(node, "A_Const");
+    if (!c)
+        return false;
+    const char *s = member_str(json_object_get(c, "sval"), "sval");
+    if (strcasecmp(name, "standard_conforming_strings") == 0) {
+        json_t *ival = json_object_get(c, "ival");
+        if (ival)
+            return json_integer_value(json_object_get(ival, "ival")) == 1;
+        json_t *bval = json_object_get(c, "boolval");
+        if (bval)
+            return member_true(bval, "boolval");
+        return s && (strcasecmp(s, "on") == 0 || strcasecmp(s, "true") == 0 ||
+                     strcasecmp(s, "yes") == 0 || strcmp(s, "1") == 0);
+    }
+    if (!s)
+        return false;
+    /* PostgreSQL compares encoding names ignoring case and non-alphanumerics. */
+    char clean[16];
+    size_t n = 0;
+    for (; *s; s++) {
+        if (!isalnum((unsigned char)*s))
+            continue;
+        if (n + 1 >= sizeof clean)
+            return false;
+        clean[n++] = (char)tolower((unsigned char)*s);
+    }
+    clean[n] = '\0';
+    return strcmp(clean, "utf8") == 0 || strcmp(clean, "unicode") == 0;
+}
+
+/* set: the body of a VariableSetStmt. RESET ALL returns every setting to its value at session
+ * start, which the session checked, so it is not a change; RESET or SET ... DEFAULT of one of
+ * the names is, because the guard cannot know that value. */
+static void check_set_lexing(struct walk *w, json_t *set)
+{
+    const char *name = member_str(set, "name");
+    const char *kind = member_str(set, "kind");
+    if (!lexing_name(name))
+        return;
+    json_t *args = json_object_get(set, "args");
+    if (!kind || strcmp(kind, "VAR_SET_VALUE") != 0 || json_array_size(args) != 1 ||
+        !lexing_value_safe(strcasecmp(name, "names") == 0 ? "client_encoding" : name,
+                           json_array_get(args, 0)))
+        w->lexing_change = true;
+}
+
+static void handle_set(struct walk *w, json_t *set)
+{
+    const char *name = member_str(set, "name");
+    if (name && (strcasecmp(name, "role") == 0 || strcasecmp(name, "session_authorization") == 0))
+        walk_add(w, CLASS_PRIVILEGED);
+    else if (name && strcmp(name, "TRANSACTION") == 0)
+        walk_add(w, CLASS_TRANSACTION);     /* SET TRANSACTION ISOLATION LEVEL / SNAPSHOT */
+    else
+        walk_add(w, CLASS_SESSION);
+    check_set_lexing(w, set);
+}
+
+static bool priv_func_match(const struct guard *g, const char *schema, const char *name)
+{
+    for (size_t i = 0; i < g->n_funcs; i++) {
+        const struct priv_func *f = &g->funcs[i];
+        if (strcasecmp(f->name, name) != 0)
+            continue;
+        /* "s.f" in the list: a call of f without schema may reach s.f through search_path. */
+        if (!f->schema[0] || !schema || strcasecmp(f->schema, schema) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* set_config(name, value, is_local): role and session_authorization are privileged; the two
+ * lexing settings must keep their values; a name the guard cannot read could be either. */
+static void handle_set_config(struct walk *w, json_t *args)
+{
+    const char *name = const_string(json_array_get(args, 0));
+    if (!name) {
+        walk_add(w, CLASS_PRIVILEGED);
+        w->lexing_change = true;
+        return;
+    }
+    if (strcasecmp(name, "role") == 0 || strcasecmp(name, "session_authorization") == 0)
+        walk_add(w, CLASS_PRIVILEGED);
+    if (lexing_name(name) && (strcasecmp(name, "names") == 0 ||
+                              !lexing_value_safe(name, json_array_get(args, 1))))
+        w->lexing_change = true;
+}
+
+static void handle_func_call(struct walk *w, json_t *call)
+{
+    json_t *names = json_object_get(call, "funcname");
+    size_t n = json_array_size(names);
+    if (n == 0)
+        return;
+    const char *name = member_str(json_object_get(json_array_get(names, n - 1), "String"), "sval");
+    const char *schema = n >= 2
+        ? member_str(json_object_get(json_array_get(names, n - 2), "String"), "sval") : NULL;
+    if (!name)
+        return;
+    if (priv_func_match(w->g, schema, name))
+        walk_add(w, CLASS_PRIVILEGED);
+    if (strcasecmp(name, "set_config") == 0)
+        handle_set_config(w, json_object_get(call, "args"));
+}
+
+/* EXPLAIN executes its statement only with ANALYZE (not "ANALYZE false/off/0/no"). */
+static bool explain_analyzes(json_t *options)
+{
+    size_t i;
+    json_t *opt;
+    json_array_foreach(options, i, opt) {
+        json_t *def = json_object_get(opt, "DefElem");
+        const char *defname = member_str(def, "defname");
+        if (!defname || strcmp(defname, "analyze") != 0)
+            continue;
+        json_t *arg = json_object_get(def, "arg");
+        if (!arg)
+            return true;
+        const char *s = member_str(json_object_get(arg, "String"), "sval");
+        if (!s)
+            s = const_string(arg);
+        if (s && (strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0 ||
+                  strcasecmp(s, "no") == 0 || strcmp(s, "0") == 0))
+            return false;
+        json_t *iv = json_object_get(arg, "Integer");
+        if (iv && json_integer_value(json_object_get(iv, "ival")) == 0)
+            return false;
+        return true;
+    }
+    return false;
+}
+
+static void handle_explain(struct walk *w, json_t *body)
+{
+    if (explain_analyzes(json_object_get(body, "options"))) {
+        walk_value(w, json_object_get(body, "query"));
+        return;
+    }
+    /* Plain EXPLAIN only plans: read. The planner may still evaluate functions (constant
+     * folding), so privileged calls inside keep their class. */
+    struct walk inner = *w;
+    inner.classes = 0;
+    walk_value(&inner, json_object_get(body, "query"));
+    w->failed = inner.failed;
+    memcpy(w->reason, inner.reason, sizeof w->reason);
+    w->depth = inner.depth;
+    walk_add(w, CLASS_READ);
+    w->classes |= inner.classes & CLASS_BIT(CLASS_PRIVILEGED);
+}
+
+static void handle_copy(struct walk *w, json_t *body)
+{
+    if (member_str(body, "filename") || member_true(body, "is_program"))
+        walk_add(w, CLASS_PRIVILEGED);      /* a server file or program */
+    else if (member_true(body, "is_from"))
+        walk_add(w, CLASS_WRITE);
+    else
+        walk_add(w, CLASS_READ);
+    walk_value(w, body);                    /* COPY (query) TO, WHERE clause */
+}
+
+static void handle_prepare(struct walk *w, json_t *body)
+{
+    if (++w->n_prepare > 1) {
+        walk_fail(w, "more than one PREPARE in one query string");
+        return;
+    }
+    walk_name(w, w->prepare_name, member_str(body, "name"), "PREPARE name too long");
+    class_set before = w->classes;
+    w->classes = 0;
+    walk_value(w, json_object_get(body, "query"));
+    w->prepare_classes = w->classes;
+    w->classes |= before;
+}
+
+static void handle_execute(struct walk *w, json_t *body)
+{
+    const char *name = member_str(body, "name");
+    if (w->n_execute++ > 0 && strcmp(w->execute_name, name ? name : "") != 0) {
+        walk_fail(w, "EXECUTE of more than one prepared statement in one query string");
+        return;
+    }
+    walk_name(w, w->execute_name, name, "EXECUTE name too long");
+    w->has_execute = true;
+    walk_value(w, json_object_get(body, "params"));
+}
+
+static void handle_deallocate(struct walk *w, json_t *body)
+{
+    walk_add(w, CLASS_SESSION);
+    if (w->n_deallocate++ > 0) {
+        walk_fail(w, "more than one DEALLOCATE in one query string");
+        return;
+    }
+    walk_name(w, w->deallocate_name, member_str(body, "name"), "DEALLOCATE name too long");
+}
+
+/* INSERT ... VALUES holds its rows in a SelectStmt that reads no table: walk the rows without
+ * making the statement a read. */
+static void handle_insert(struct walk *w, json_t *body)
+{
+    walk_add(w, CLASS_WRITE);
+    const char *key;
+    json_t *child;
+    json_object_foreach(body, key, child) {
+        json_t *select = json_object_get(child, "SelectStmt");
+        if (strcmp(key, "selectStmt") == 0 && select && json_object_size(select) > 0 &&
+            json_object_get(select, "valuesLists") && !json_object_get(select, "fromClause") &&
+            !json_object_get(select, "withClause"))
+            walk_value(w, select);
+        else
+            walk_value(w, child);
+    }
+}
+
+static void walk_node(struct walk *w, const char *type, json_t *body)
+{
+    if (strcmp(type, "FuncCall") == 0) {
+        handle_func_call(w, body);
+        walk_value(w, body);
+        return;
+    }
+    const struct node_rule *r = type[0] >= 'A' && type[0] <= 'Z' ? node_rule_find(type) : NULL;
+    if (!r) {
+        walk_value(w, body);                /* an expression or clause: look inside */
+        return;
+    }
+    if (r->kind == K_CLASS)
+        walk_add(w, r->cls);
+    switch (r->special) {
+    case SP_NONE:
+        walk_value(w, body);
+        return;
+    case SP_SELECT:
+        walk_add(w, CLASS_READ);
+        if (json_object_get(body, "intoClause"))
+            walk_add(w, CLASS_DDL);         /* SELECT ... INTO creates a table */
+        walk_value(w, body);
+        return;
+    case SP_INSERT:
+        handle_insert(w, body);
+        return;
+    case SP_RENAME: {
+        const char *rename = member_str(body, "renameType");
+        walk_add(w, rename && strcmp(rename, "OBJECT_ROLE") == 0 ? CLASS_ROLE : CLASS_DDL);
+        walk_value(w, body);
+        return;
+    }
+    case SP_UPDATE: {
+        walk_add(w, CLASS_WRITE);
+        const char *rel = member_str(json_object_get(body, "relation"), "relname");
+        if (rel && strcmp(rel, "pg_settings") == 0) {
+            walk_add(w, CLASS_PRIVILEGED);  /* its rule calls set_config() on any setting */
+            w->lexing_change = true;
+        }
+        walk_value(w, body);
+        return;
+    }
+    case SP_EXPLAIN:
+        handle_explain(w, body);
+        return;
+    case SP_COPY:
+        handle_copy(w, body);
+        return;
+    case SP_SET:
+        handle_set(w, body);
+        return;
+    case SP_ALTER_ROLE_SET:
+        walk_add(w, CLASS_ROLE);
+        check_set_lexing(w, json_object_get(body, "setstmt"));
+        return;
+    case SP_ALTER_DATABASE_SET:
+        walk_add(w, CLASS_DDL);
+        check_set_lexing(w, json_object_get(body, "setstmt"));
+        return;
+    case SP_ALTER_SYSTEM:
+        walk_add(w, CLASS_PRIVILEGED);
+        check_set_lexing(w, json_object_get(body, "setstmt"));
+        return;
+    case SP_PREPARE:
+        handle_prepare(w, body);
+        return;
+    case SP_EXECUTE:
+        handle_execute(w, body);
+        return;
+    case SP_DEALLOCATE:
+        handle_deallocate(w, body);
+        return;
+    }
+    walk_fail(w, "internal: unhandled node rule");
+}
+
+static void walk_value(struct walk *w, json_t *v)
+{
+    if (!v || w->failed)
+        return;
+    if (++w->depth > WALK_MAX_DEPTH) {
+        walk_fail(w, "statement nested too deeply");
+        w->depth--;
+        return;
+    }
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *child;
+        json_object_foreach(v, key, child) {
+            if (json_is_object(child) && key[0] >= 'A' && key[0] <= 'Z')
+                walk_node(w, key, child);
+            else if (json_is_object(child) || json_is_array(child))
+                walk_value(w, child);
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *child;
+        json_array_foreach(v, i, child) walk_value(w, child);
+    }
+    w->depth--;
+}
+
+/* ---- classify ---------------------------------------------------------------------- */
+
+static void verdict_unknown(struct guard_verdict *out, const char *reason)
+{
+    int n_statements = out->n_statements;
+    memset(out, 0, sizeof *out);
+    out->n_statements = n_statements;
+    out->classes = CLASS_BIT(CLASS_UNKNOWN);
+    out->classes_besides_execute = CLASS_BIT(CLASS_UNKNOWN);
+    out->worst = CLASS_UNKNOWN;
+    pgsov_strlcpy(out->reason, reason, sizeof out->reason);
+}
+
+static void classify_text(const struct guard *g, const char *sql, struct guard_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    PgQueryParseResult res = pg_query_parse(sql);
+    if (res.error) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "parse error: %s at offset %d",
+                 res.error->message ? res.error->message : "?", res.error->cursorpos);
+        pg_query_free_parse_result(res);
+        verdict_unknown(out, reason);
+        return;
+    }
+    json_error_t jerr;
+    json_t *root = res.parse_tree ? json_loads(res.parse_tree, 0, &jerr) : NULL;
+    pg_query_free_parse_result(res);
+    if (!root) {
+        verdict_unknown(out, "parse tree unreadable (nested too deeply or out of memory)");
+        return;
+    }
+    json_t *stmts = json_object_get(root, "stmts");
+    struct walk w = { .g = g };
+    size_t i;
+    json_t *raw;
+    json_array_foreach(stmts, i, raw) walk_value(&w, json_object_get(raw, "stmt"));
+    out->n_statements = (int)json_array_size(stmts);
+    json_decref(root);
+    if (w.failed) {
+        verdict_unknown(out, w.reason);
+        return;
+    }
+    out->classes_besides_execute = w.classes;
+    out->classes = w.classes | (w.has_execute ? CLASS_BIT(CLASS_UNKNOWN) : 0);
+    out->worst = guard_worst_class(out->classes);
+    out->lexing_change = w.lexing_change;
+    memcpy(out->prepare_name, w.prepare_name, sizeof out->prepare_name);
+    out->prepare_classes = w.prepare_classes;
+    memcpy(out->execute_name, w.execute_name, sizeof out->execute_name);
+    out->deallocate = w.n_deallocate > 0;
+    memcpy(out->deallocate_name, w.deallocate_name, sizeof out->deallocate_name);
+    if (w.has_execute)
+        snprintf(out->reason, sizeof out->reason, "EXECUTE of prepared statement \"%s\"",
+                 w.execute_name);
+}
+
+void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_verdict *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len > g->max_len) {
+        char reason[160];
+        snprintf(reason, sizeof reason, "statement of %zu bytes is longer than "
+                 "max_statement_length (%u)", len, g->max_len);
+        verdict_unknown(out, reason);
+        return;
+    }
+    if (memchr(sql, '\0', len)) {
+        verdict_unknown(out, "NUL byte inside the statement text");
+        return;
+    }
+    bool cacheable = g->n_entries > 0 && len <= g->cache_max_text;
+    uint64_t hash = 0;
+    if (cacheable) {
+        hash = cache_hash(g->seed, sql, len);
+        struct cache_entry *e = cache_find(g, sql, len, hash);
+        if (e) {
+            e->referenced = true;
+            g->stats.hits++;
+            *out = e->verdict;
+            return;
+        }
+    }
+    g->stats.misses++;
+    char *text = malloc(len + 1);
+    if (!text) {
+        verdict_unknown(out, "out of memory");
+        return;
+    }
+    memcpy(text, sql, len);
+    text[len] = '\0';
+    classify_text(g, text, out);
+    free(text);
+    if (cacheable)
+        cache_insert(g, sql, len, hash, out);
+}
+
+/* ---- audit helpers ----------------------------------------------------------------- */
+
+char *guard_normalize(const char *sql)
+{
+    if (!sql)
+        return NULL;
+    PgQueryNormalizeResult r = pg_query_normalize(sql);
+    char *out = NULL;
+    if (!r.error && r.normalized_query)
+        out = strdup(r.normalized_query);
+    pg_query_free_normalize_result(r);
+    return out;
+}
+
+char *guard_fingerprint(const char *sql)
+{
+    if (!sql)
+        return NULL;
+    PgQueryFingerprintResult r = pg_query_fingerprint(sql);
+    char *out = NULL;
+    if (!r.error && r.fingerprint_str)
+        out = strdup(r.fingerprint_str);
+    pg_query_free_fingerprint_result(r);
+    return out;
+}
