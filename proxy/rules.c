@@ -782,14 +782,6 @@ static void out_printf(struct out_buf *o, const char *fmt, ...)
     o->used += (size_t)n < o->size - o->used ? (size_t)n : o->size - o->used - 1;
 }
 
-static void out_names(struct out_buf *o, const char *const *names, size_t n)
-{
-    if (n == 0)
-        out_printf(o, " all");
-    for (size_t i = 0; i < n; i++)
-        out_printf(o, "%s%s", i ? "," : " ", names[i]);
-}
-
 const char *rule_tls_name(enum rule_tls t)
 {
     switch (t) {
@@ -819,6 +811,22 @@ static bool needs_quotes(const char *s)
     return false;
 }
 
+/* Names that the tokenizer only accepts in double quotes (blanks, '#') are written quoted,
+ * so that the output of rule_format parses back to the same rule. */
+static void out_word(struct out_buf *o, const char *before, const char *s)
+{
+    const char *q = needs_quotes(s) ? "\"" : "";
+    out_printf(o, "%s%s%s%s", before, q, s, q);
+}
+
+static void out_names(struct out_buf *o, const char *const *names, size_t n)
+{
+    if (n == 0)
+        out_printf(o, " all");
+    for (size_t i = 0; i < n; i++)
+        out_word(o, i ? "," : " ", names[i]);
+}
+
 void rule_format(const struct rule *r, char *buf, size_t size)
 {
     struct out_buf o = { buf, size, 0 };
@@ -844,8 +852,7 @@ void rule_format(const struct rule *r, char *buf, size_t size)
     }
     out_names(&o, r->users, r->n_users);
     if (r->tls == RULE_TLS_CN) {
-        const char *q = needs_quotes(r->tls_cn) ? "\"" : "";
-        out_printf(&o, " %scn=%s%s", q, r->tls_cn, q);
+        out_word(&o, " cn=", r->tls_cn);
     } else if (r->tls == RULE_TLS_SHA256) {
         out_printf(&o, " sha256=");
         for (size_t i = 0; i < sizeof r->tls_sha256; i++)
@@ -858,7 +865,7 @@ void rule_format(const struct rule *r, char *buf, size_t size)
         class_set_format(r->classes, classes, sizeof classes);
         out_printf(&o, " %s", classes);
         if (r->upstream_user)
-            out_printf(&o, " upstream_user=%s", r->upstream_user);
+            out_word(&o, " upstream_user=", r->upstream_user);
         if (r->auth != -1)
             out_printf(&o, " auth=%s", rule_auth_name(r->auth));
     }

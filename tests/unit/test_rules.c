@@ -541,7 +541,9 @@ static void test_rule_format(void **state)
         { "allow prod,stage local,10.0.0.0/8,fd00::/8 app,worker tls ddl upstream_user=o auth=proxy",
           "allow production,staging local,10.0.0.0/8,fd00::/8 app,worker tls ddl upstream_user=o auth=proxy" },
         { "allow all 10.1.2.3 m \"cn=CI Deploy\" none",
-          "allow all 10.1.2.3/32 m \"cn=CI Deploy\" none" },
+          "allow all 10.1.2.3/32 m cn=\"CI Deploy\" none" },
+        { "allow all all \"a b\",c,\"d#e\" any read upstream_user=\"x y\"",
+          "allow all all \"a b\",c,\"d#e\" any read upstream_user=\"x y\"" },
         { "deny all all all sha256=00:01:02:03:04:05:06:07:08:09:0A:0B:0C:0D:0E:0F:10:11:12:13:14:15:16:17:18:19:1A:1B:1C:1D:1E:FF",
           "deny all all all sha256=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1eff" },
     };
