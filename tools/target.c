@@ -385,6 +385,7 @@ int target_write_attestation(PGconn *c, const char *env, struct pgsov_err *err)
     if (exec_ok(c, "BEGIN", err) != 0)
         return -1;
     if (exec_ok(c,
+                "SET LOCAL client_min_messages = warning;"
                 "CREATE SCHEMA IF NOT EXISTS pgsov;"
                 "CREATE TABLE IF NOT EXISTS pgsov.environment_attestation ("
                 "  id boolean PRIMARY KEY DEFAULT true CHECK (id),"

@@ -4,5 +4,8 @@
 #define PGSOV_TOOLS_H
 
 int cmd_check(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_rollback(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif
