@@ -461,6 +461,9 @@ static const struct { const char *sql; bool want; } lexing_cases[] = {
     { "alter database d set standard_conforming_strings to off",      true },
     { "alter database d set client_encoding = 'UTF8'",                false },
     { "alter system set standard_conforming_strings = off",           true },
+    { "create function f() returns int language sql set client_encoding = 'latin1' "
+      "as 'select 1'",                                                true },
+    { "alter function f() set standard_conforming_strings = off",     true },
     { "select 1; set standard_conforming_strings = off",              true },
     { "begin; set local client_encoding = 'win1252'; commit",         true },
     { "update pg_settings set setting = 'off' where name = 'standard_conforming_strings'", true },
