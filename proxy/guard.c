@@ -922,6 +922,10 @@ static void classify_text(const struct guard *g, const char *sql, struct guard_v
 void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_verdict *out)
 {
     memset(out, 0, sizeof *out);
+    if (!sql) {
+        sql = "";
+        len = 0;
+    }
     if (len > g->max_len) {
         char reason[160];
         snprintf(reason, sizeof reason, "statement of %zu bytes is longer than "

@@ -356,6 +356,10 @@ static void test_unknown_reasons(void **state)
     classify(g, "select 1", &v);                             /* short still parses */
     assert_int_equal(v.classes, R);
 
+    guard_classify(g, NULL, 0, &v);                          /* nothing: empty query */
+    assert_int_equal(v.classes, 0);
+    assert_int_equal(v.n_statements, 0);
+
     const char nul[] = "select 1\0; drop table t";
     guard_classify(g, nul, sizeof nul - 1, &v);
     assert_int_equal(v.classes, U);
