@@ -16,6 +16,8 @@ static const struct command commands[] = {
     { "migrate", cmd_migrate, "apply pending migrations (plan, approve, baseline)" },
     { "rollback", cmd_rollback, "revert applied migrations with their down files" },
     { "status", cmd_status, "applied, pending, drifted and missing migrations" },
+    { "audit", cmd_audit, "check a live database against its compliance manifest (exit 0/1/2)" },
+    { "seed", cmd_seed, "fill a test environment with deterministic scenario data" },
 };
 
 static void usage(FILE *out)

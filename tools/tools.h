@@ -7,5 +7,7 @@ int cmd_check(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_audit(int argc, char **argv);
+int cmd_seed(int argc, char **argv);
 
 #endif
