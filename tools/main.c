@@ -13,6 +13,7 @@ struct command {
 static const struct command commands[] = {
     /* One line per subcommand, in the order --help shows them. */
     { "check", cmd_check, "validate proxy.ini and its rules files (exit 0/1)" },
+    { "passwd", cmd_passwd, "print a users-file line with a SCRAM verifier for USER" },
     { "migrate", cmd_migrate, "apply pending migrations (plan, approve, baseline)" },
     { "rollback", cmd_rollback, "revert applied migrations with their down files" },
     { "status", cmd_status, "applied, pending, drifted and missing migrations" },

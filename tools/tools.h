@@ -4,6 +4,7 @@
 #define PGSOV_TOOLS_H
 
 int cmd_check(int argc, char **argv);
+int cmd_passwd(int argc, char **argv);
 int cmd_migrate(int argc, char **argv);
 int cmd_rollback(int argc, char **argv);
 int cmd_status(int argc, char **argv);
