@@ -1,0 +1,1642 @@
+/* session.c — one client and its upstream, from the first byte to close (see session.h).
+ *
+ * States move through session_set_state() only:
+ *   S_STARTUP      reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
+ *   S_CLIENT_TLS   TLS handshake with the client
+ *   S_CONNECTING   TCP connect to the upstream (tries each resolved address)
+ *   S_UPSTREAM_SSL SSLRequest sent, waiting for 'S' / 'N'
+ *   S_UPSTREAM_TLS TLS handshake with the upstream
+ *   S_AUTH         startup sent; authentication relayed until the first ReadyForQuery
+ *   S_RELAY        both directions stream; the framing of each is tracked
+ *   S_CLOSING      flushing a last message to the client
+ *
+ * Relay looks at message headers only and moves bodies with evbuffer_remove_buffer (no
+ * copy), except for the few types it must read: Query, Parse and FunctionCall from the
+ * client when the statement guard is on; ReadyForQuery, ParameterStatus and (while a refusal
+ * is pending) ErrorResponse from the server.
+ *
+ * Refusal by substitution: a refused statement is replaced by one that makes the *server*
+ * raise an error at exactly that point (a cast of a marked string to int4, which fails at
+ * parse analysis). The server thus keeps transaction state, pipelining and message order
+ * exactly as for any other error: a transaction block is aborted, an extended-protocol batch
+ * is skipped up to Sync and its implicit transaction rolled back. When that marked error
+ * comes back, the proxy swaps it for its own ErrorResponse (42501, rule, hint). */
+#include "pgsov/session.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pgsov/cancel.h"
+#include "pgsov/guard.h"
+#include "pgsov/log.h"
+#include "pgsov/rules.h"
+#include "pgsov/server.h"
+#include "pgsov/tls.h"
+#include "pgsov/wire.h"
+
+#define HIGH_WATER (256 * 1024)     /* stop reading the other side above this much output */
+#define LOW_WATER (64 * 1024)       /* resume below this */
+#define MAX_PENDING_REFUSALS 64
+#define MAX_PREPARED_NAMES 256
+#define REFUSAL_STMT_NAME "pgsov_refused"
+
+enum session_state {
+    S_STARTUP, S_CLIENT_TLS, S_CONNECTING, S_UPSTREAM_SSL, S_UPSTREAM_TLS, S_AUTH, S_RELAY,
+    S_CLOSING,
+};
+
+static const char *const state_names[] = {
+    "startup", "client_tls", "connecting", "upstream_ssl", "upstream_tls", "auth", "relay",
+    "closing",
+};
+
+struct refusal {                 /* a refusal whose marked server error has not come back */
+    struct refusal *next;
+    uint32_t seq;
+    char *message, *detail, *hint;
+};
+
+struct prepared_name {           /* SQL-level PREPARE name → classes, for EXECUTE */
+    struct prepared_name *next;
+    class_set classes;
+    char name[64];
+};
+
+struct session {
+    struct session *prev, *next;
+    struct worker *w;
+    struct snapshot *snap;
+    uint64_t id;
+    enum session_state state;
+
+    int client_fd;
+    bool client_fd_owned_by_bev;
+    struct bufferevent *client, *server;
+    int server_fd;
+    struct event *timer;
+
+    /* who */
+    struct conn_facts facts;
+    char source[64];
+    char user[64];
+    char env_name[64];
+    int env_index;
+    const struct rule *rule;
+    struct tls_identity tls_id;
+    bool client_tls;
+    bool gssenc_answered;
+
+    /* startup for the upstream, built once routed */
+    struct evbuffer *upstream_startup;
+    int addr_index;
+
+    /* relay framing */
+    uint32_t client_left, server_left;  /* bytes of the current message still to stream */
+    char txn_status;                    /* 'I', 'T', 'E' from ReadyForQuery */
+    uint32_t pending_ready;             /* Q/S/F forwarded minus ReadyForQuery received */
+    bool lexing_unsafe;
+    char lexing_reason[160];
+    bool draining;
+
+    /* guard */
+    char nonce[17];
+    uint32_t refusal_seq;
+    struct refusal *refusals, *refusals_tail;
+    int n_refusals;
+    struct prepared_name *prepared;
+    int n_prepared;
+
+    /* cancel */
+    uint32_t proxy_pid, proxy_secret;
+    bool cancel_registered;
+    uint32_t upstream_pid, upstream_secret;
+
+    /* stats */
+    uint64_t bytes_from_client, bytes_from_server;
+    struct timespec started;
+    const char *close_reason;
+};
+
+static atomic_uint_fast64_t next_session_id = 1;
+
+static void session_free(struct session *s);
+static void client_read_cb(struct bufferevent *bev, void *arg);
+static void client_event_cb(struct bufferevent *bev, short what, void *arg);
+static void client_write_cb(struct bufferevent *bev, void *arg);
+static void server_read_cb(struct bufferevent *bev, void *arg);
+static void server_event_cb(struct bufferevent *bev, short what, void *arg);
+static void server_write_cb(struct bufferevent *bev, void *arg);
+static void upstream_connect_next(struct session *s);
+
+/* ---- small helpers -------------------------------------------------------------------- */
+
+static bool transition_ok(enum session_state from, enum session_state to)
+{
+    if (to == S_CLOSING)
+        return true;
+    switch (from) {
+    case S_STARTUP: return to == S_CLIENT_TLS || to == S_CONNECTING || to == S_STARTUP;
+    case S_CLIENT_TLS: return to == S_STARTUP;
+    case S_CONNECTING: return to == S_UPSTREAM_SSL || to == S_AUTH || to == S_CONNECTING;
+    case S_UPSTREAM_SSL: return to == S_UPSTREAM_TLS;
+    case S_UPSTREAM_TLS: return to == S_AUTH;
+    case S_AUTH: return to == S_RELAY;
+    case S_RELAY: return false;
+    case S_CLOSING: return false;
+    }
+    return false;
+}
+
+static void session_set_state(struct session *s, enum session_state to)
+{
+    if (!transition_ok(s->state, to)) {
+        log_event(LOG_ERROR, "bug", "session_state_transition", state_names[s->state], "to",
+                  state_names[to], NULL);
+        abort();
+    }
+    s->state = to;
+}
+
+static const struct config *cfg_of(const struct session *s)
+{
+    return s->snap->cfg;
+}
+
+static void id_text(const struct session *s, char *buf, size_t size)
+{
+    snprintf(buf, size, "%llu", (unsigned long long)s->id);
+}
+
+static const char *tls_text(const struct session *s, char *buf, size_t size)
+{
+    if (!s->client_tls)
+        return "none";
+    if (!s->tls_id.has_cert)
+        return "tls";
+    snprintf(buf, size, "cert:%s", s->tls_id.cn);
+    return buf;
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+static void arm_timer(struct session *s, int ms)
+{
+    if (ms <= 0) {
+        if (s->timer)
+            evtimer_del(s->timer);
+        return;
+    }
+    if (!s->timer && !(s->timer = evtimer_new(worker_base(s->w), timer_cb, s)))
+        return;
+    struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+    evtimer_add(s->timer, &tv);
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Copies n bytes at offset off of buf into dst. */
+static void peek_at(struct evbuffer *buf, size_t off, void *dst, size_t n)
+{
+    struct evbuffer_ptr p;
+    evbuffer_ptr_set(buf, &p, off, EVBUFFER_PTR_SET);
+    evbuffer_copyout_from(buf, &p, dst, n);
+}
+
+/* ---- closing ---------------------------------------------------------------------------- */
+
+static void log_close(struct session *s)
+{
+    char id[24], in[24], out[24], dur[32];
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double ms = (double)(now.tv_sec - s->started.tv_sec) * 1000.0 +
+                (double)(now.tv_nsec - s->started.tv_nsec) / 1e6;
+    id_text(s, id, sizeof id);
+    snprintf(in, sizeof in, "%llu", (unsigned long long)s->bytes_from_client);
+    snprintf(out, sizeof out, "%llu", (unsigned long long)s->bytes_from_server);
+    snprintf(dur, sizeof dur, "%.1f", ms);
+    log_event(LOG_INFO, "close", "session", id, "src", s->source, "user", s->user,
+              "env", s->env_name, "reason", s->close_reason ? s->close_reason : "client",
+              "bytes_in", in, "bytes_out", out, "duration_ms", dur, NULL);
+}
+
+/* Sends what is queued for the client, then closes. */
+static void session_close_after_flush(struct session *s, const char *reason)
+{
+    if (!s->close_reason)
+        s->close_reason = reason;
+    if (s->state == S_CLOSING)
+        return;
+    session_set_state(s, S_CLOSING);
+    if (s->server) {
+        bufferevent_free(s->server);
+        s->server = NULL;
+        s->server_fd = -1;
+    }
+    if (!s->client || evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
+        session_free(s);
+        return;
+    }
+    bufferevent_disable(s->client, EV_READ);
+    bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+    bufferevent_setcb(s->client, NULL, client_write_cb, client_event_cb, s);
+    bufferevent_enable(s->client, EV_WRITE);
+    arm_timer(s, 5000);   /* a client that never reads must not pin the session */
+}
+
+static void session_fatal(struct session *s, const char *sqlstate, const char *message,
+                          const char *detail, const char *hint, const char *reason)
+{
+    if (s->client)
+        wire_error_response(bufferevent_get_output(s->client), "FATAL", sqlstate, message, detail, hint);
+    session_close_after_flush(s, reason);
+}
+
+static void session_free(struct session *s)
+{
+    log_close(s);
+    if (s->timer)
+        event_free(s->timer);
+    if (s->server)
+        bufferevent_free(s->server);
+    else if (s->server_fd >= 0)
+        close(s->server_fd);
+    if (s->client)
+        bufferevent_free(s->client);
+    if (!s->client_fd_owned_by_bev && s->client_fd >= 0)
+        close(s->client_fd);
+    if (s->upstream_startup)
+        evbuffer_free(s->upstream_startup);
+    if (s->cancel_registered)
+        cancel_unregister(s->proxy_pid);
+    while (s->refusals) {
+        struct refusal *r = s->refusals;
+        s->refusals = r->next;
+        free(r->message);
+        free(r->detail);
+        free(r->hint);
+        free(r);
+    }
+    while (s->prepared) {
+        struct prepared_name *p = s->prepared;
+        s->prepared = p->next;
+        free(p);
+    }
+    worker_session_removed(s->w, s);
+    snapshot_unref(s->snap);
+    free(s);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    switch (s->state) {
+    case S_CLOSING:
+        s->close_reason = "client did not read its last message";
+        session_free(s);
+        return;
+    case S_RELAY:
+        if (s->draining) {
+            session_terminate(s);
+            return;
+        }
+        if (s->txn_status == 'I' && s->pending_ready == 0) {
+            session_fatal(s, "57P05", "pgsov: terminating connection due to idle timeout",
+                          NULL, "The proxy closes idle sessions after idle_timeout in proxy.ini.",
+                          "idle timeout");
+        } else {
+            arm_timer(s, cfg_of(s)->idle_timeout_ms);
+        }
+        return;
+    case S_CONNECTING:
+    case S_UPSTREAM_SSL:
+    case S_UPSTREAM_TLS:
+        log_event(LOG_WARN, "upstream_timeout", "env", s->env_name, "state", state_names[s->state], NULL);
+        session_fatal(s, "08006", "pgsov: timed out connecting to the upstream of this environment",
+                      NULL, "Check that the database is reachable from the proxy (connect_timeout in proxy.ini).",
+                      "upstream connect timeout");
+        return;
+    default:
+        session_fatal(s, "08006", "pgsov: startup timed out", NULL,
+                      "The connection must finish startup and authentication within startup_timeout.",
+                      "startup timeout");
+        return;
+    }
+}
+
+/* ---- startup ---------------------------------------------------------------------------- */
+
+static void describe_source(struct session *s, const struct sockaddr *addr, socklen_t len)
+{
+    memset(&s->facts, 0, sizeof s->facts);
+    if (addr->sa_family == AF_UNIX) {
+        s->facts.is_unix = true;
+        snprintf(s->source, sizeof s->source, "local");
+        return;
+    }
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        s->facts.family = AF_INET;
+        memcpy(s->facts.addr, &in->sin_addr, 4);
+        char ip[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(s->source, sizeof s->source, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (addr->sa_family == AF_INET6 && len >= (socklen_t)sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        s->facts.family = AF_INET6;
+        memcpy(s->facts.addr, &in6->sin6_addr, 16);
+        char ip[INET6_ADDRSTRLEN];
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(s->source, sizeof s->source, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    }
+}
+
+void session_accept(struct worker *w, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    struct session *s = calloc(1, sizeof *s);
+    if (!s) {
+        close(fd);
+        return;
+    }
+    s->w = w;
+    s->snap = server_snapshot();
+    s->id = atomic_fetch_add(&next_session_id, 1);
+    s->client_fd = fd;
+    s->server_fd = -1;
+    s->env_index = -1;
+    s->txn_status = 'I';
+    clock_gettime(CLOCK_MONOTONIC, &s->started);
+    unsigned char rnd[8];
+    if (RAND_bytes(rnd, sizeof rnd) != 1) {
+        close(fd);
+        snapshot_unref(s->snap);
+        free(s);
+        return;
+    }
+    for (int i = 0; i < 8; i++)
+        snprintf(s->nonce + 2 * i, 3, "%02x", rnd[i]);
+    describe_source(s, addr, len);
+    worker_session_added(w, s);
+
+    if (addr->sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    }
+    s->client = bufferevent_socket_new(worker_base(w), fd, 0);
+    s->timer = evtimer_new(worker_base(w), timer_cb, s);
+    if (!s->client || !s->timer) {
+        s->close_reason = "out of memory";
+        session_free(s);
+        return;
+    }
+    char id[24];
+    id_text(s, id, sizeof id);
+    log_event(LOG_DEBUG, "connect", "session", id, "src", s->source, NULL);
+    bufferevent_setcb(s->client, client_read_cb, NULL, client_event_cb, s);
+    bufferevent_setwatermark(s->client, EV_READ, 0, 0);
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+    arm_timer(s, cfg_of(s)->startup_timeout_ms);
+}
+
+static void start_client_tls(struct session *s)
+{
+    SSL *ssl = SSL_new(s->snap->client_ctx);
+    if (!ssl) {
+        session_close_after_flush(s, "out of memory");
+        return;
+    }
+    /* 'S' goes out on the raw socket: nothing else is queued before the handshake. */
+    char yes = 'S';
+    if (send(s->client_fd, &yes, 1, MSG_NOSIGNAL) != 1) {
+        SSL_free(ssl);
+        session_close_after_flush(s, "client went away");
+        return;
+    }
+    bufferevent_free(s->client);
+    s->client = bufferevent_openssl_socket_new(worker_base(s->w), s->client_fd, ssl,
+                                               BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->client) {
+        SSL_free(ssl);
+        session_close_after_flush(s, "out of memory");
+        return;
+    }
+    s->client_fd_owned_by_bev = true;
+    bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1);
+    session_set_state(s, S_CLIENT_TLS);
+    bufferevent_setcb(s->client, client_read_cb, NULL, client_event_cb, s);
+    bufferevent_enable(s->client, EV_READ | EV_WRITE);
+}
+
+/* The cancel packet has gone out (output drained): this forwarder is done. */
+static void cancel_written_cb(struct bufferevent *bev, void *arg)
+{
+    bufferevent_free(bev);
+}
+
+static void cancel_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    if (!(what & BEV_EVENT_CONNECTED))
+        bufferevent_free(bev);
+}
+
+static void forward_cancel(struct session *s, uint32_t pid, uint32_t secret)
+{
+    struct cancel_target t;
+    char id[24];
+    id_text(s, id, sizeof id);
+    if (!cancel_lookup(pid, secret, &t)) {
+        log_event(LOG_INFO, "cancel_ignored", "session", id, "src", s->source, "reason", "unknown key", NULL);
+        return;
+    }
+    int fd = socket(t.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    /* The cancel packet is 16 bytes and fits any socket buffer: a non-blocking connect to a
+     * local-network upstream, then one write when it completes. */
+    struct bufferevent *bev = bufferevent_socket_new(worker_base(s->w), fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        close(fd);
+        return;
+    }
+    uint8_t pkt[16];
+    wire_cancel_request(pkt, t.upstream_pid, t.upstream_secret);
+    bufferevent_write(bev, pkt, sizeof pkt);
+    bufferevent_setcb(bev, NULL, cancel_written_cb, cancel_event_cb, NULL);
+    if (bufferevent_socket_connect(bev, (struct sockaddr *)&t.addr, (int)t.addr_len) != 0) {
+        bufferevent_free(bev);
+        return;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+    log_event(LOG_INFO, "cancel_forwarded", "session", id, "src", s->source, NULL);
+}
+
+static bool encoding_is_utf8(const char *v)
+{
+    return !strcasecmp(v, "UTF8") || !strcasecmp(v, "UTF-8") || !strcasecmp(v, "unicode");
+}
+
+/* Is a startup parameter or `-c` option one the guard's lexer cannot follow? */
+static bool unsafe_lexing_setting(const char *name, const char *value)
+{
+    if (!strcasecmp(name, "client_encoding"))
+        return !encoding_is_utf8(value);
+    if (!strcasecmp(name, "standard_conforming_strings"))
+        return strcasecmp(value, "on") != 0 && strcasecmp(value, "true") != 0 &&
+               strcasecmp(value, "1") != 0 && strcasecmp(value, "yes") != 0;
+    return false;
+}
+
+static void refuse_connection(struct session *s, const char *why_detail)
+{
+    char id[24], msg[320], hint[320];
+    id_text(s, id, sizeof id);
+    snprintf(msg, sizeof msg, "pgsov: user \"%s\" from %s may not reach environment \"%s\"",
+             s->user, s->source, s->env_name);
+    snprintf(hint, sizeof hint, "Connect to an environment this source is allowed, or add an "
+             "allow rule for it to %s.", cfg_of(s)->n_rules_files ? cfg_of(s)->rules_files[0] : "the rules file");
+    log_event(LOG_WARN, "refused", "session", id, "src", s->source, "user", s->user,
+              "env", s->env_name, "reason", why_detail, NULL);
+    char tlsbuf[300];
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "connection_refused",
+                          "session", id, "environment", s->env_name, "user", s->user,
+                          "source", s->source, "tls", tls_text(s, tlsbuf, sizeof tlsbuf));
+    if (a) {
+        json_object_set_new(a, "reason", json_string(why_detail));
+        audit_write(a);
+    }
+    session_fatal(s, "28000", msg, why_detail, hint, "refused by rules");
+}
+
+/* Builds the StartupMessage for the upstream from the client's: the real database, without
+ * pgsov.env and without _pq_ options. Also routes: env, user, rule. Returns false when it
+ * has already answered the client. */
+static bool route_startup(struct session *s, const struct startup_packet *sp)
+{
+    const struct config *cfg = cfg_of(s);
+    const char *user = startup_get(sp, "user");
+    const char *database = startup_get(sp, "database");
+    const char *options = startup_get(sp, "options");
+    char envs[256];
+    config_env_names(cfg, envs, sizeof envs);
+
+    if (!user || !*user) {
+        session_fatal(s, "28000", "no PostgreSQL user name specified in startup packet", NULL, NULL,
+                      "no user");
+        return false;
+    }
+    if (strlen(user) >= sizeof s->user) {
+        session_fatal(s, "28000", "pgsov: user name longer than 63 bytes", NULL, NULL, "long user");
+        return false;
+    }
+    snprintf(s->user, sizeof s->user, "%s", user);
+    if (!database || !*database)
+        database = user;
+
+    const char *replication = startup_get(sp, "replication");
+    if (replication && strcasecmp(replication, "false") != 0 && strcasecmp(replication, "off") != 0 &&
+        strcmp(replication, "0") != 0) {
+        session_fatal(s, "28000", "pgsov: replication connections are not relayed",
+                      "The statement guard cannot see what a replication connection runs.",
+                      "Connect replication clients to the database directly.", "replication");
+        return false;
+    }
+
+    /* The declared environment: -c pgsov.env=NAME, else the database name. */
+    char env_value[128], rest[2048];
+    const struct env_config *env = NULL;
+    const char *real_db = NULL;
+    int took = options ? wire_options_take(options, "pgsov.env", env_value, sizeof env_value,
+                                           rest, sizeof rest) : 0;
+    if (took < 0) {
+        session_fatal(s, "08P01", "pgsov: the options startup parameter is too long or malformed",
+                      NULL, NULL, "bad options");
+        return false;
+    }
+    if (took == 1) {
+        env = config_find_env(cfg, env_value);
+        real_db = database;
+        snprintf(s->env_name, sizeof s->env_name, "%.63s", env_value);
+    } else {
+        env = config_find_env(cfg, database);
+        snprintf(s->env_name, sizeof s->env_name, "%.63s", database);
+    }
+    if (!env) {
+        char msg[300], hint[400];
+        snprintf(msg, sizeof msg, "pgsov: unknown environment \"%s\"", s->env_name);
+        snprintf(hint, sizeof hint, "Declare one of: %s — as the database name "
+                 "(postgres://user@proxy/production) or with options=-c pgsov.env=NAME.", envs);
+        char id[24];
+        id_text(s, id, sizeof id);
+        log_event(LOG_WARN, "refused", "session", id, "src", s->source, "user", s->user,
+                  "env", s->env_name, "reason", "unknown environment", NULL);
+        session_fatal(s, "3D000", msg, NULL, hint, "unknown environment");
+        return false;
+    }
+    snprintf(s->env_name, sizeof s->env_name, "%s", env->name);
+    s->env_index = (int)(env - cfg->envs);
+    if (!real_db)
+        real_db = env->database;
+
+    /* Lexing settings the guard cannot follow are refused before anything reaches the server. */
+    if (cfg->guard) {
+        char val[128];
+        const char *bad = NULL;
+        for (int i = 0; i < sp->n_params && !bad; i++)
+            if (unsafe_lexing_setting(sp->keys[i], sp->values[i]))
+                bad = sp->keys[i];
+        if (!bad && options) {
+            if (wire_options_get(options, "client_encoding", val, sizeof val) == 1 &&
+                unsafe_lexing_setting("client_encoding", val))
+                bad = "client_encoding";
+            else if (wire_options_get(options, "standard_conforming_strings", val, sizeof val) == 1 &&
+                     unsafe_lexing_setting("standard_conforming_strings", val))
+                bad = "standard_conforming_strings";
+        }
+        if (bad) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "pgsov: %s may not be changed through this proxy", bad);
+            session_fatal(s, "0A000", msg,
+                          "The statement guard reads SQL as the server would with "
+                          "standard_conforming_strings = on and client_encoding = UTF8.",
+                          "Connect with the defaults (client_encoding=UTF8).", "lexing setting");
+            return false;
+        }
+    }
+
+    /* Rules: deny by default. */
+    s->facts.user = s->user;
+    s->facts.env = s->env_name;
+    s->facts.tls = s->client_tls;
+    s->facts.client_cert = s->tls_id.has_cert;
+    s->facts.cert_cn = s->tls_id.has_cert ? s->tls_id.cn : NULL;
+    s->facts.cert_sha256 = s->tls_id.has_cert ? s->tls_id.sha256 : NULL;
+    const struct rule *r = s->snap->rules ? rules_match(s->snap->rules, &s->facts) : NULL;
+    if (!r) {
+        refuse_connection(s, "no rule allows this connection (deny by default)");
+        return false;
+    }
+    if (r->action == RULE_DENY) {
+        char why[300];
+        snprintf(why, sizeof why, "denied by %s:%d", r->file, r->line);
+        refuse_connection(s, why);
+        return false;
+    }
+    s->rule = r;
+
+    /* The upstream's StartupMessage. */
+    const char *keys[WIRE_STARTUP_MAX_PARAMS], *values[WIRE_STARTUP_MAX_PARAMS];
+    int n = 0;
+    bool have_db = false;
+    for (int i = 0; i < sp->n_params; i++) {
+        const char *k = sp->keys[i];
+        if (strncmp(k, "_pq_.", 5) == 0)
+            continue;
+        if (!strcmp(k, "database")) {
+            values[n] = real_db;
+            have_db = true;
+        } else if (!strcmp(k, "options") && took == 1) {
+            if (!rest[0] || strspn(rest, " \t") == strlen(rest))
+                continue;
+            values[n] = rest;
+        } else {
+            values[n] = sp->values[i];
+        }
+        keys[n++] = k;
+    }
+    if (!have_db && n < WIRE_STARTUP_MAX_PARAMS) {
+        keys[n] = "database";
+        values[n++] = real_db;
+    }
+    s->upstream_startup = evbuffer_new();
+    if (!s->upstream_startup) {
+        session_close_after_flush(s, "out of memory");
+        return false;
+    }
+    wire_startup_message(s->upstream_startup, WIRE_PROTO_V3, keys, values, n);
+
+    char id[24], rule_at[300], tlsbuf[300], classes[200];
+    id_text(s, id, sizeof id);
+    snprintf(rule_at, sizeof rule_at, "%s:%d", r->file, r->line);
+    class_set_format(r->classes, classes, sizeof classes);
+    log_event(LOG_INFO, "route", "session", id, "src", s->source, "user", s->user, "env",
+              s->env_name, "db", real_db, "tls", tls_text(s, tlsbuf, sizeof tlsbuf), "rule", rule_at,
+              "classes", classes, NULL);
+    return true;
+}
+
+static void handle_startup_packet(struct session *s, const uint8_t *pkt, uint32_t len)
+{
+    struct startup_packet sp;
+    struct pgsov_err err;
+    if (wire_parse_startup(pkt, len, &sp, &err) != 0) {
+        char id[24];
+        id_text(s, id, sizeof id);
+        log_event(LOG_WARN, "bad_startup", "session", id, "src", s->source, "error", err.msg, NULL);
+        session_fatal(s, "08P01", "invalid startup packet layout", err.msg, NULL, "bad startup packet");
+        return;
+    }
+    const struct config *cfg = cfg_of(s);
+    switch (sp.kind) {
+    case STARTUP_SSL:
+        if (s->client_tls) {
+            session_close_after_flush(s, "SSLRequest inside TLS");
+            return;
+        }
+        if (evbuffer_get_length(bufferevent_get_input(s->client)) != 0) {
+            /* Bytes sent in plaintext after SSLRequest would be read as if protected. */
+            session_close_after_flush(s, "plaintext bytes after SSLRequest");
+            return;
+        }
+        if (!s->snap->client_ctx) {
+            char no = 'N';
+            bufferevent_write(s->client, &no, 1);
+            return;
+        }
+        start_client_tls(s);
+        return;
+    case STARTUP_GSSENC:
+        if (s->gssenc_answered || s->client_tls) {
+            session_close_after_flush(s, "repeated GSSENCRequest");
+            return;
+        }
+        s->gssenc_answered = true;
+        bufferevent_write(s->client, "N", 1);
+        return;
+    case STARTUP_CANCEL:
+        forward_cancel(s, sp.cancel_pid, sp.cancel_secret);
+        s->close_reason = "cancel request";
+        session_free(s);
+        return;
+    case STARTUP_NORMAL:
+        break;
+    }
+
+    if (sp.version >> 16 != 3) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "unsupported frontend protocol %u.%u: server supports 3.0 to 3.0",
+                 sp.version >> 16, sp.version & 0xffff);
+        session_fatal(s, "0A000", msg, NULL, NULL, "protocol version");
+        return;
+    }
+    if (!s->client_tls && (cfg->client_tls == CLIENT_TLS_REQUIRE || cfg->client_tls == CLIENT_TLS_VERIFY_CA)) {
+        session_fatal(s, "28000", "pgsov: this proxy accepts TLS connections only",
+                      "client_tls in proxy.ini requires TLS.",
+                      "Connect with sslmode=require (or verify-full with the proxy's CA).", "TLS required");
+        return;
+    }
+    /* Newer minor versions and _pq_ options are negotiated down, as PostgreSQL does. */
+    const char *unknown[WIRE_STARTUP_MAX_PARAMS];
+    int n_unknown = 0;
+    for (int i = 0; i < sp.n_params; i++)
+        if (strncmp(sp.keys[i], "_pq_.", 5) == 0)
+            unknown[n_unknown++] = sp.keys[i];
+    if ((sp.version & 0xffff) != 0 || n_unknown > 0)
+        wire_negotiate_protocol(bufferevent_get_output(s->client), 0, unknown, n_unknown);
+
+    if (!route_startup(s, &sp))
+        return;
+    s->addr_index = 0;
+    session_set_state(s, S_CONNECTING);
+    upstream_connect_next(s);
+}
+
+/* S_STARTUP: one packet at a time. */
+static void read_startup(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    while (s->state == S_STARTUP) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < 4)
+            return;
+        uint8_t hdr[4];
+        evbuffer_copyout(in, hdr, 4);
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_startup_length(hdr, &len, &err) != 0) {
+            char id[24];
+            id_text(s, id, sizeof id);
+            log_event(LOG_WARN, "bad_startup", "session", id, "src", s->source, "error", err.msg, NULL);
+            session_fatal(s, "08P01", "invalid length of startup packet", NULL, NULL, "bad startup length");
+            return;
+        }
+        if (avail < len)
+            return;
+        uint8_t *pkt = malloc(len);
+        if (!pkt) {
+            session_close_after_flush(s, "out of memory");
+            return;
+        }
+        evbuffer_remove(in, pkt, len);
+        s->bytes_from_client += len;
+        handle_startup_packet(s, pkt, len);   /* may free s: return right after */
+        free(pkt);
+        return;
+    }
+}
+
+/* ---- upstream --------------------------------------------------------------------------- */
+
+static void upstream_failed(struct session *s, const char *why)
+{
+    char id[24];
+    id_text(s, id, sizeof id);
+    log_event(LOG_WARN, "upstream_error", "session", id, "env", s->env_name, "error", why, NULL);
+    char detail[400];
+    snprintf(detail, sizeof detail, "%s", why);
+    session_fatal(s, "08006", "pgsov: could not connect to the upstream of this environment",
+                  detail, "The proxy's operator can see the upstream address in its log.",
+                  "upstream connect failed");
+}
+
+static void upstream_connect_next(struct session *s)
+{
+    const struct upstream_target *t = &s->snap->upstreams[s->env_index];
+    if (s->server) {
+        bufferevent_free(s->server);
+        s->server = NULL;
+        s->server_fd = -1;
+    }
+    if (s->addr_index >= t->n_addrs) {
+        upstream_failed(s, t->n_addrs ? "connection refused or unreachable" : "host did not resolve");
+        return;
+    }
+    const struct sockaddr_storage *a = &t->addrs[s->addr_index];
+    socklen_t alen = t->addr_lens[s->addr_index];
+    s->addr_index++;
+    int fd = socket(a->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        upstream_failed(s, strerror(errno));
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    s->server_fd = fd;
+    s->server = bufferevent_socket_new(worker_base(s->w), fd, 0);
+    if (!s->server) {
+        close(fd);
+        s->server_fd = -1;
+        upstream_failed(s, "out of memory");
+        return;
+    }
+    bufferevent_setcb(s->server, server_read_cb, NULL, server_event_cb, s);
+    arm_timer(s, cfg_of(s)->connect_timeout_ms);
+    if (bufferevent_socket_connect(s->server, (const struct sockaddr *)a, (int)alen) != 0) {
+        upstream_connect_next(s);
+        return;
+    }
+    bufferevent_enable(s->server, EV_READ | EV_WRITE);
+}
+
+static void upstream_send_startup(struct session *s)
+{
+    session_set_state(s, S_AUTH);
+    arm_timer(s, cfg_of(s)->startup_timeout_ms);
+    evbuffer_add_buffer(bufferevent_get_output(s->server), s->upstream_startup);
+    evbuffer_free(s->upstream_startup);
+    s->upstream_startup = NULL;
+    /* The client may already have sent its first auth response; handle what is there. */
+    client_read_cb(s->client, s);
+}
+
+static void upstream_connected(struct session *s)
+{
+    const struct upstream_target *t = &s->snap->upstreams[s->env_index];
+    if (!t->ssl_ctx) {
+        upstream_send_startup(s);
+        return;
+    }
+    wire_ssl_request(bufferevent_get_output(s->server));
+    session_set_state(s, S_UPSTREAM_SSL);
+}
+
+static void upstream_ssl_answer(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->server);
+    if (evbuffer_get_length(in) < 1)
+        return;
+    if (evbuffer_get_length(in) > 1) {
+        upstream_failed(s, "upstream sent unencrypted data after its answer to SSLRequest");
+        return;
+    }
+    char answer;
+    evbuffer_remove(in, &answer, 1);
+    const struct env_config *env = &cfg_of(s)->envs[s->env_index];
+    if (answer != 'S') {
+        char why[200];
+        snprintf(why, sizeof why, "the upstream does not accept TLS, but sslmode is %s",
+                 sslmode_name(env->sslmode));
+        upstream_failed(s, why);
+        return;
+    }
+    SSL *ssl = tls_upstream_ssl(s->snap->upstreams[s->env_index].ssl_ctx, env);
+    if (!ssl) {
+        upstream_failed(s, "cannot set up TLS for the upstream");
+        return;
+    }
+    bufferevent_free(s->server);
+    s->server = bufferevent_openssl_socket_new(worker_base(s->w), s->server_fd, ssl,
+                                               BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->server) {
+        SSL_free(ssl);
+        upstream_failed(s, "out of memory");
+        return;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(s->server, 1);
+    session_set_state(s, S_UPSTREAM_TLS);
+    bufferevent_setcb(s->server, server_read_cb, NULL, server_event_cb, s);
+    bufferevent_enable(s->server, EV_READ | EV_WRITE);
+}
+
+/* ---- auth ------------------------------------------------------------------------------- */
+
+static void check_parameter_status(struct session *s, const uint8_t *body, uint32_t len)
+{
+    const char *name, *value;
+    if (wire_parse_parameter_status(body, len, &name, &value) != 0)
+        return;
+    if (cfg_of(s)->guard && unsafe_lexing_setting(name, value)) {
+        s->lexing_unsafe = true;
+        snprintf(s->lexing_reason, sizeof s->lexing_reason, "the server reports %s = %.60s", name, value);
+    }
+}
+
+/* Server messages before the first ReadyForQuery: authentication, parameters, keys. */
+static void auth_from_server(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->server);
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    while (s->state == S_AUTH) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < WIRE_HEADER_LEN)
+            return;
+        uint8_t hdr[5];
+        evbuffer_copyout(in, hdr, 5);
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, 1024 * 1024, &type, &len, &err) != 0) {
+            upstream_failed(s, err.msg);
+            return;
+        }
+        if (avail < 1 + (size_t)len)
+            return;
+        const uint8_t *msg = evbuffer_pullup(in, 1 + len);
+        const uint8_t *body = msg + 5;
+        uint32_t body_len = len - 4;
+        s->bytes_from_server += 1 + len;
+        switch (type) {
+        case 'R':
+            if (body_len >= 4 && get32(body) == 10) {
+                if (wire_sasl_without_plus(body, body_len, out) <= 0) {
+                    evbuffer_drain(in, 1 + len);
+                    session_fatal(s, "28000", "pgsov: the upstream offers only SCRAM with channel binding",
+                                  "Channel binding cannot cross a proxy that terminates TLS.",
+                                  "Allow SCRAM-SHA-256 without -PLUS on the upstream, or use auth = proxy.",
+                                  "no usable SASL mechanism");
+                    return;
+                }
+                evbuffer_drain(in, 1 + len);
+                continue;
+            }
+            break;
+        case 'K':
+            if (body_len == 8) {
+                s->upstream_pid = get32(body);
+                s->upstream_secret = get32(body + 4);
+                evbuffer_drain(in, 1 + len);
+                const struct upstream_target *t = &s->snap->upstreams[s->env_index];
+                struct cancel_target ct = { .addr_len = t->addr_lens[s->addr_index - 1],
+                                            .upstream_pid = s->upstream_pid,
+                                            .upstream_secret = s->upstream_secret };
+                memcpy(&ct.addr, &t->addrs[s->addr_index - 1], sizeof ct.addr);
+                if (cancel_register(&ct, &s->proxy_pid, &s->proxy_secret) == 0) {
+                    s->cancel_registered = true;
+                    wire_backend_key_data(out, s->proxy_pid, s->proxy_secret);
+                }
+                continue;
+            }
+            break;
+        case 'S':
+            check_parameter_status(s, body, body_len);
+            break;
+        case 'Z':
+            if (body_len == 1)
+                s->txn_status = (char)body[0];
+            evbuffer_remove_buffer(in, out, 1 + len);
+            session_set_state(s, S_RELAY);
+            arm_timer(s, cfg_of(s)->idle_timeout_ms);
+            if (cfg_of(s)->idle_timeout_ms <= 0) {
+                event_free(s->timer);   /* idle sessions keep no timer: memory per client */
+                s->timer = NULL;
+            }
+            bufferevent_setwatermark(s->server, EV_WRITE, LOW_WATER, 0);
+            bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
+            bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
+            bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+            if (evbuffer_get_length(in))
+                server_read_cb(s->server, s);
+            if (s->client && evbuffer_get_length(bufferevent_get_input(s->client)))
+                client_read_cb(s->client, s);
+            return;
+        case 'E': {
+            evbuffer_remove_buffer(in, out, 1 + len);
+            session_close_after_flush(s, "upstream refused authentication");
+            return;
+        }
+        default:
+            break;
+        }
+        evbuffer_remove_buffer(in, out, 1 + len);
+    }
+}
+
+/* Client messages during authentication: only PasswordMessage / SASL responses. */
+static void auth_from_client(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < WIRE_HEADER_LEN)
+            return;
+        uint8_t hdr[5];
+        evbuffer_copyout(in, hdr, 5);
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, 64 * 1024, &type, &len, &err) != 0 || type != 'p') {
+            session_fatal(s, "08P01", "pgsov: expected an authentication response",
+                          type != 'p' ? "Only password or SASL messages are valid before authentication completes."
+                                      : err.msg, NULL, "protocol violation in auth");
+            return;
+        }
+        if (avail < 1 + (size_t)len)
+            return;
+        /* libpq on a TLS link says "y" (binding supported, not offered); an upstream on TLS
+         * reads that as a downgrade attack. Explain instead of forwarding a doomed exchange. */
+        if (s->client_tls && len >= 4 + 16) {
+            const uint8_t *m = evbuffer_pullup(in, 1 + len);
+            const char *mech = (const char *)m + 5;
+            size_t mlen = strnlen(mech, len - 4);
+            if (mlen < len - 4 && strcmp(mech, "SCRAM-SHA-256") == 0 && mlen + 1 + 4 < len - 4) {
+                const uint8_t *data = m + 5 + mlen + 1 + 4;
+                if (data[0] == 'y' && s->snap->upstreams[s->env_index].ssl_ctx) {
+                    session_fatal(s, "28000", "pgsov: SCRAM passthrough cannot use channel binding",
+                                  "Your client supports channel binding over its TLS link to the proxy, and the "
+                                  "upstream (also TLS) would treat the missing binding as a downgrade attack.",
+                                  "Connect with channel_binding=disable, or let the proxy authenticate clients "
+                                  "(auth = proxy).", "SCRAM channel binding over passthrough");
+                    return;
+                }
+            }
+        }
+        s->bytes_from_client += 1 + len;
+        evbuffer_remove_buffer(in, out, 1 + len);
+    }
+}
+
+/* ---- guard ------------------------------------------------------------------------------ */
+
+static struct prepared_name *find_prepared(struct session *s, const char *name)
+{
+    for (struct prepared_name *p = s->prepared; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            return p;
+    return NULL;
+}
+
+static void remember_prepared(struct session *s, const char *name, class_set classes)
+{
+    struct prepared_name *p = find_prepared(s, name);
+    if (!p) {
+        if (s->n_prepared >= MAX_PREPARED_NAMES)
+            return;   /* EXECUTE of an unrecorded name stays unknown: fail closed */
+        p = calloc(1, sizeof *p);
+        if (!p)
+            return;
+        snprintf(p->name, sizeof p->name, "%s", name);
+        p->next = s->prepared;
+        s->prepared = p;
+        s->n_prepared++;
+    }
+    p->classes = classes;
+}
+
+static void forget_prepared(struct session *s, const char *name)
+{
+    for (struct prepared_name **pp = &s->prepared; *pp;) {
+        if (!*name || strcmp((*pp)->name, name) == 0) {
+            struct prepared_name *dead = *pp;
+            *pp = dead->next;
+            free(dead);
+            s->n_prepared--;
+        } else {
+            pp = &(*pp)->next;
+        }
+    }
+}
+
+static const char *class_label(enum stmt_class c)
+{
+    switch (c) {
+    case CLASS_DDL: return "DDL";
+    case CLASS_ROLE: return "role or privilege change";
+    case CLASS_FUNCTION: return "function call";
+    case CLASS_PRIVILEGED: return "privileged statement";
+    case CLASS_WRITE: return "write";
+    case CLASS_READ: return "read";
+    case CLASS_TRANSACTION: return "transaction control";
+    case CLASS_SESSION: return "session statement";
+    case CLASS_MAINTENANCE: return "maintenance statement";
+    default: return "unclassified statement";
+    }
+}
+
+static const char *class_hint(enum stmt_class c)
+{
+    switch (c) {
+    case CLASS_DDL:
+        return "Schema changes go through `pgsov migrate` from an approved source.";
+    case CLASS_ROLE:
+        return "Role and privilege changes go through `pgsov migrate` from an approved source.";
+    case CLASS_PRIVILEGED:
+        return "This statement can change who you are or reach outside the database; grant class "
+               "privileged only to trusted sources.";
+    case CLASS_UNKNOWN:
+        return "pgsov could not classify this SQL; a rule must grant class unknown to let it through.";
+    default:
+        return NULL;
+    }
+}
+
+static void audit_statement(struct session *s, const char *event, enum stmt_class c, class_set classes,
+                            const char *sql)
+{
+    char id[24], rule_at[300], tlsbuf[300], cls[200];
+    id_text(s, id, sizeof id);
+    snprintf(rule_at, sizeof rule_at, "%s:%d", s->rule->file, s->rule->line);
+    class_set_format(classes, cls, sizeof cls);
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "event", event,
+                          "session", id, "environment", s->env_name, "user", s->user,
+                          "source", s->source, "tls", tls_text(s, tlsbuf, sizeof tlsbuf),
+                          "class", stmt_class_name(c), "classes", cls, "rule", rule_at);
+    if (!a)
+        return;
+    /* Never the literal values: the normalized text and its fingerprint only. */
+    char *norm = sql ? guard_normalize(sql) : NULL;
+    char *fp = sql ? guard_fingerprint(sql) : NULL;
+    json_object_set_new(a, "statement", norm ? json_string(norm) : json_null());
+    json_object_set_new(a, "fingerprint", fp ? json_string(fp) : json_null());
+    free(norm);
+    free(fp);
+    audit_write(a);
+}
+
+/* Queues the refusal and writes the marked statement that makes the server fail here. */
+static void substitute_refusal(struct session *s, char type, const char *message, const char *detail,
+                               const char *hint)
+{
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    uint32_t seq = ++s->refusal_seq;
+    struct refusal *r = calloc(1, sizeof *r);
+    if (r) {
+        r->seq = seq;
+        r->message = strdup(message);
+        r->detail = detail ? strdup(detail) : NULL;
+        r->hint = hint ? strdup(hint) : NULL;
+        if (s->refusals_tail)
+            s->refusals_tail->next = r;
+        else
+            s->refusals = r;
+        s->refusals_tail = r;
+        if (++s->n_refusals > MAX_PENDING_REFUSALS) {
+            struct refusal *old = s->refusals;
+            s->refusals = old->next;
+            free(old->message);
+            free(old->detail);
+            free(old->hint);
+            free(old);
+            s->n_refusals--;
+        }
+    }
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT 'pgsov:refused:%s:%u'::pg_catalog.int4", s->nonce, seq);
+    if (type == 'P')
+        wire_parse_message(out, REFUSAL_STMT_NAME, sql);
+    else
+        wire_query(out, sql);   /* Query and FunctionCall: both end in ReadyForQuery */
+}
+
+/* Decides one SQL-carrying message. Returns true to forward it unchanged; false when it has
+ * written a substitute to the server instead. */
+static bool guard_message(struct session *s, char type, const char *sql, size_t sql_len)
+{
+    const struct rule *r = s->rule;
+    char msg[400], detail[400];
+    class_set classes;
+    enum stmt_class worst;
+    struct guard_verdict v;
+    bool lexing = false;
+
+    if (type == 'F') {
+        classes = CLASS_BIT(CLASS_FUNCTION);
+        worst = CLASS_FUNCTION;
+        memset(&v, 0, sizeof v);
+    } else {
+        guard_classify(worker_guard(s->w), sql, sql_len, &v);
+        if (v.execute_name[0]) {
+            struct prepared_name *p = find_prepared(s, v.execute_name);
+            if (p)
+                guard_resolve_execute(&v, p->classes);
+        }
+        classes = v.classes;
+        worst = v.worst;
+        lexing = v.lexing_change;
+    }
+
+    if (s->lexing_unsafe || lexing) {
+        snprintf(msg, sizeof msg, "pgsov: statement refused for user \"%s\" in environment \"%s\": "
+                 "it changes how SQL is read", s->user, s->env_name);
+        snprintf(detail, sizeof detail, "%s. The statement guard reads SQL with "
+                 "standard_conforming_strings = on and client_encoding = UTF8.",
+                 s->lexing_unsafe ? s->lexing_reason : "This statement changes standard_conforming_strings or client_encoding");
+        audit_statement(s, "refused", worst, classes, type == 'F' ? NULL : sql);
+        substitute_refusal(s, type, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
+        return false;
+    }
+    class_set denied = classes & ~r->classes;
+    if (denied) {
+        enum stmt_class bad = guard_worst_class(denied);
+        char granted[200];
+        class_set_format(r->classes, granted, sizeof granted);
+        snprintf(msg, sizeof msg, "pgsov: %s refused for user \"%s\" in environment \"%s\" (%s:%d)",
+                 class_label(bad), s->user, s->env_name, r->file, r->line);
+        if (bad == CLASS_UNKNOWN && v.reason[0])
+            snprintf(detail, sizeof detail, "The rule grants %s; this SQL is unknown: %s.", granted, v.reason);
+        else
+            snprintf(detail, sizeof detail, "The rule grants %s; this SQL is %s.", granted, stmt_class_name(bad));
+        const char *hint = class_hint(bad);
+        char generic[300];
+        if (!hint) {
+            snprintf(generic, sizeof generic, "Grant class %s in %s:%d if this source should run it.",
+                     stmt_class_name(bad), r->file, r->line);
+            hint = generic;
+        }
+        char id[24];
+        id_text(s, id, sizeof id);
+        log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user, "env", s->env_name,
+                  "class", stmt_class_name(bad), NULL);
+        audit_statement(s, "refused", bad, classes, type == 'F' ? NULL : sql);
+        substitute_refusal(s, type, msg, detail, hint);
+        return false;
+    }
+    if (type != 'F') {
+        if (v.prepare_name[0])
+            remember_prepared(s, v.prepare_name, v.prepare_classes);
+        if (v.deallocate)
+            forget_prepared(s, v.deallocate_name);
+    }
+    if (classes & (CLASS_BIT(CLASS_DDL) | CLASS_BIT(CLASS_PRIVILEGED) | CLASS_BIT(CLASS_ROLE)))
+        audit_statement(s, "allowed", worst, classes, type == 'F' ? NULL : sql);
+    return true;
+}
+
+/* Swaps a marked server error for the refusal it stands for. Returns true when handled. */
+static bool replace_marked_error(struct session *s, const uint8_t *body, uint32_t len,
+                                 struct evbuffer *out)
+{
+    struct wire_error_fields f;
+    if (wire_parse_error(body, len, &f) != 0 || !f.message)
+        return false;
+    char mark[64];
+    snprintf(mark, sizeof mark, "pgsov:refused:%s:", s->nonce);
+    const char *at = strstr(f.message, mark);
+    if (!at)
+        return false;
+    uint32_t seq = (uint32_t)strtoul(at + strlen(mark), NULL, 10);
+    /* Refusals older than seq were skipped by the server (an earlier error in their batch). */
+    while (s->refusals && s->refusals->seq < seq) {
+        struct refusal *old = s->refusals;
+        s->refusals = old->next;
+        free(old->message);
+        free(old->detail);
+        free(old->hint);
+        free(old);
+        s->n_refusals--;
+    }
+    if (!s->refusals) {
+        s->refusals_tail = NULL;
+        wire_error_response(out, "ERROR", "42501", "pgsov: statement refused", NULL, NULL);
+        return true;
+    }
+    struct refusal *r = s->refusals;
+    s->refusals = r->next;
+    if (!s->refusals)
+        s->refusals_tail = NULL;
+    s->n_refusals--;
+    wire_error_response(out, "ERROR", "42501", r->message, r->detail, r->hint);
+    free(r->message);
+    free(r->detail);
+    free(r->hint);
+    free(r);
+    return true;
+}
+
+/* ---- relay ------------------------------------------------------------------------------ */
+
+static void apply_backpressure(struct bufferevent *from, struct bufferevent *to)
+{
+    if (evbuffer_get_length(bufferevent_get_output(to)) > HIGH_WATER)
+        bufferevent_disable(from, EV_READ);
+}
+
+static void relay_from_client(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    const struct config *cfg = cfg_of(s);
+    size_t avail = evbuffer_get_length(in), off = 0;
+    bool inspect = cfg->guard;
+
+    for (;;) {
+        if (s->client_left) {
+            size_t take = avail - off < s->client_left ? avail - off : s->client_left;
+            off += take;
+            s->client_left -= (uint32_t)take;
+            if (s->client_left)
+                break;
+            continue;
+        }
+        if (avail - off < WIRE_HEADER_LEN)
+            break;
+        uint8_t hdr[5];
+        peek_at(in, off, hdr, 5);
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, cfg->max_message_size, &type, &len, &err) != 0) {
+            char id[24];
+            id_text(s, id, sizeof id);
+            log_event(LOG_WARN, "bad_message", "session", id, "src", s->source, "error", err.msg, NULL);
+            if (off)
+                evbuffer_remove_buffer(in, out, off);
+            session_fatal(s, "08P01", "pgsov: invalid message from client", err.msg, NULL, "bad message");
+            return;
+        }
+        if (type == 'Q' || type == 'S' || type == 'F')
+            s->pending_ready++;
+        if (inspect && (type == 'Q' || type == 'P' || type == 'F')) {
+            if (avail - off < 1 + (size_t)len) {
+                if (type == 'Q' || type == 'F')
+                    s->pending_ready--;   /* counted again when it is complete */
+                break;
+            }
+            if (off) {
+                evbuffer_remove_buffer(in, out, off);
+                avail -= off;
+                off = 0;
+            }
+            const uint8_t *msg = evbuffer_pullup(in, 1 + len);
+            const char *sql = NULL, *name;
+            size_t sql_len = 0;
+            int ok = 0;
+            if (type == 'Q')
+                ok = wire_parse_query(msg + 5, len - 4, &sql, &sql_len);
+            else if (type == 'P')
+                ok = wire_parse_parse(msg + 5, len - 4, &name, &sql, &sql_len);
+            if (ok != 0) {
+                session_fatal(s, "08P01", "pgsov: malformed Query or Parse message", NULL, NULL, "bad message");
+                return;
+            }
+            s->bytes_from_client += 1 + len;
+            if (guard_message(s, type, sql, sql_len)) {
+                evbuffer_remove_buffer(in, out, 1 + len);
+            } else {
+                evbuffer_drain(in, 1 + len);
+            }
+            avail -= 1 + len;
+            continue;
+        }
+        s->bytes_from_client += 1 + len;
+        s->client_left = 1 + len;
+    }
+    if (off)
+        evbuffer_remove_buffer(in, out, off);
+    apply_backpressure(s->client, s->server);
+}
+
+static void maybe_finish_drain(struct session *s)
+{
+    if (s->draining && s->txn_status == 'I' && s->pending_ready == 0 && s->client_left == 0 &&
+        evbuffer_get_length(bufferevent_get_input(s->client)) == 0)
+        session_terminate(s);
+}
+
+static void relay_from_server(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->server);
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    size_t avail = evbuffer_get_length(in), off = 0;
+
+    for (;;) {
+        if (s->server_left) {
+            size_t take = avail - off < s->server_left ? avail - off : s->server_left;
+            off += take;
+            s->server_left -= (uint32_t)take;
+            if (s->server_left)
+                break;
+            continue;
+        }
+        if (avail - off < WIRE_HEADER_LEN)
+            break;
+        uint8_t hdr[5];
+        peek_at(in, off, hdr, 5);
+        char type = (char)hdr[0];
+        uint32_t len = get32(hdr + 1);
+        if (len < 4) {
+            if (off)
+                evbuffer_remove_buffer(in, out, off);
+            session_fatal(s, "08P01", "pgsov: invalid message from the upstream", NULL, NULL,
+                          "bad upstream message");
+            return;
+        }
+        if (type == 'Z' || type == 'S' || (type == 'E' && s->refusals)) {
+            if (len > 64 * 1024 && type != 'E') {
+                s->server_left = 1 + len;   /* not a real ParameterStatus/ReadyForQuery */
+                continue;
+            }
+            if (avail - off < 1 + (size_t)len)
+                break;
+            if (type == 'Z') {
+                uint8_t st = 'I';
+                if (len == 5)
+                    peek_at(in, off + 5, &st, 1);
+                s->txn_status = (char)st;
+                if (s->pending_ready)
+                    s->pending_ready--;
+            } else {
+                if (off) {
+                    evbuffer_remove_buffer(in, out, off);
+                    avail -= off;
+                    off = 0;
+                }
+                const uint8_t *msg = evbuffer_pullup(in, 1 + len);
+                if (type == 'S') {
+                    check_parameter_status(s, msg + 5, len - 4);
+                } else if (replace_marked_error(s, msg + 5, len - 4, out)) {
+                    s->bytes_from_server += 1 + len;
+                    evbuffer_drain(in, 1 + len);
+                    avail -= 1 + len;
+                    continue;
+                }
+            }
+        }
+        s->bytes_from_server += 1 + len;
+        s->server_left = 1 + len;
+    }
+    if (off)
+        evbuffer_remove_buffer(in, out, off);
+    apply_backpressure(s->server, s->client);
+    if (s->draining)
+        maybe_finish_drain(s);
+}
+
+/* ---- callbacks -------------------------------------------------------------------------- */
+
+static void client_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    switch (s->state) {
+    case S_STARTUP:
+        read_startup(s);
+        return;
+    case S_AUTH:
+        auth_from_client(s);
+        return;
+    case S_RELAY:
+        relay_from_client(s);
+        return;
+    default:
+        /* Connecting upstream: leave the bytes buffered, but do not buffer without bound. */
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 64 * 1024)
+            session_fatal(s, "08P01", "pgsov: client sent data before authentication", NULL, NULL,
+                          "protocol violation");
+        return;
+    }
+}
+
+static void client_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->state == S_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_free(s);
+        return;
+    }
+    /* Output drained below the low-water mark: read from the upstream again. */
+    if (s->server)
+        bufferevent_enable(s->server, EV_READ);
+}
+
+static void server_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    if (s->client && s->state == S_RELAY)
+        bufferevent_enable(s->client, EV_READ);
+}
+
+static void client_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (s->state == S_CLIENT_TLS) {
+            SSL *ssl = bufferevent_openssl_get_ssl(bev);
+            s->client_tls = true;
+            tls_peer_identity(ssl, &s->tls_id);
+            session_set_state(s, S_STARTUP);
+            if (evbuffer_get_length(bufferevent_get_input(bev)))
+                read_startup(s);
+        }
+        return;
+    }
+    if (s->state == S_CLIENT_TLS && (what & BEV_EVENT_ERROR)) {
+        char why[256];
+        tls_error_text(bufferevent_openssl_get_ssl(bev), why, sizeof why);
+        char id[24];
+        id_text(s, id, sizeof id);
+        log_event(LOG_WARN, "client_tls_failed", "session", id, "src", s->source, "error", why, NULL);
+        s->close_reason = "client TLS handshake failed";
+        session_free(s);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        if (!s->close_reason)
+            s->close_reason = (what & BEV_EVENT_EOF) ? "client closed" : "client error";
+        /* Whatever the client sent before closing (a Terminate) still goes upstream. */
+        if (s->server && s->state == S_RELAY && evbuffer_get_length(bufferevent_get_input(bev)))
+            relay_from_client(s);
+        session_free(s);
+    }
+}
+
+static void server_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    switch (s->state) {
+    case S_UPSTREAM_SSL:
+        upstream_ssl_answer(s);
+        return;
+    case S_AUTH:
+        auth_from_server(s);
+        return;
+    case S_RELAY:
+        relay_from_server(s);
+        return;
+    default:
+        return;
+    }
+}
+
+static void server_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        if (s->state == S_CONNECTING)
+            upstream_connected(s);
+        else if (s->state == S_UPSTREAM_TLS)
+            upstream_send_startup(s);
+        return;
+    }
+    if (s->state == S_CONNECTING && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        char id[24];
+        id_text(s, id, sizeof id);
+        log_event(LOG_DEBUG, "upstream_connect_retry", "session", id, "error",
+                  strerror(EVUTIL_SOCKET_ERROR()), NULL);
+        upstream_connect_next(s);
+        return;
+    }
+    if (s->state == S_UPSTREAM_TLS && (what & BEV_EVENT_ERROR)) {
+        char why[300];
+        tls_error_text(bufferevent_openssl_get_ssl(bev), why, sizeof why);
+        upstream_failed(s, why);
+        return;
+    }
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        /* Relay what the server said last (often a FATAL), then close. */
+        if (s->state == S_RELAY && evbuffer_get_length(bufferevent_get_input(bev)))
+            relay_from_server(s);
+        else if (s->state == S_AUTH && evbuffer_get_length(bufferevent_get_input(bev)))
+            auth_from_server(s);
+        if (s->state == S_CLOSING)
+            return;
+        session_close_after_flush(s, "upstream closed");
+    }
+}
+
+/* ---- lifecycle from the worker ----------------------------------------------------------- */
+
+void session_drain(struct session *s)
+{
+    s->draining = true;
+    if (s->state != S_RELAY) {
+        if (s->state != S_CLOSING)
+            session_terminate(s);
+        return;
+    }
+    maybe_finish_drain(s);
+}
+
+void session_terminate(struct session *s)
+{
+    if (s->state == S_CLOSING)
+        return;
+    session_fatal(s, "57P01", "terminating connection due to administrator command", NULL, NULL,
+                  "proxy shutdown");
+}
+
+struct session *session_next(struct session *s)
+{
+    return s->next;
+}
+
+void session_link(struct session **head, struct session *s)
+{
+    s->prev = NULL;
+    s->next = *head;
+    if (*head)
+        (*head)->prev = s;
+    *head = s;
+}
+
+void session_unlink(struct session **head, struct session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        *head = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
