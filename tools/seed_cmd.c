@@ -1,0 +1,498 @@
+/* seed_cmd.c — `pgsov seed`: the thin layer around the pure seed core (seed.h): flags, the
+ * production refusal, CSV files for --out, the dry run, and loading with COPY in one
+ * transaction. Production is refused three ways, with no override: by the environment name,
+ * by the hostname guard (target_open) and by the database's own attestation. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+#include "pgsov/env.h"
+#include "seed.h"
+#include "target.h"
+#include "tools.h"
+
+struct seed_opts {
+    struct target_options target;
+    const char *scenario;
+    const char *out_dir;
+    uint64_t seed;
+    bool have_seed, truncate, dry_run;
+    double scale;
+};
+
+static void seed_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: pgsov seed --scenario FILE --seed N [options]\n"
+            "\n"
+            "Fills an environment's tables with deterministic, realistic test data: the same\n"
+            "scenario and seed give byte-identical rows on any machine, on any day.\n"
+            "Production is always refused (by name, hostname guard and attestation).\n"
+            "\n"
+            "options:\n"
+            "  --scenario FILE     scenario (JSON; see docs/seed.md), e.g. rules/scenarios/credito.json\n"
+            "  --seed N            64-bit seed (decimal)\n"
+            "  --scale F           multiply the root tables' row counts by F (default 1)\n"
+            "  --truncate          empty the scenario's tables first (same transaction)\n"
+            "  --dry-run           print row counts and sample rows; connect to nothing\n"
+            "  --out DIR           write one CSV file per table (RFC 4180) instead of loading\n"
+            TARGET_FLAGS_HELP
+            "  -h, --help          this text\n");
+}
+
+/* "--name VALUE" or "--name=VALUE": 1 with *val set and *i advanced, 0 no match, -1 missing. */
+static int flag_value(int argc, char **argv, int *i, const char *name, const char **val)
+{
+    size_t n = strlen(name);
+    if (strncmp(argv[*i], name, n) != 0)
+        return 0;
+    if (argv[*i][n] == '=') {
+        *val = argv[*i] + n + 1;
+        return 1;
+    }
+    if (argv[*i][n] != '\0')
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *val = argv[++*i];
+    return 1;
+}
+
+static int parse_args(int argc, char **argv, struct seed_opts *o, struct pgsov_err *err)
+{
+    memset(o, 0, sizeof *o);
+    o->scale = 1.0;
+    o->target.application_name = "pgsov-seed";
+    for (int i = 1; i < argc; i++) {
+        const char *v = NULL;
+        int r = target_parse_flag(&o->target, argc, argv, &i, err);
+        if (r < 0)
+            return -1;
+        if (r > 0) {
+            i--;        /* target_parse_flag advanced past the value; the loop adds one */
+            continue;
+        }
+        if ((r = flag_value(argc, argv, &i, "--scenario", &v)) != 0) {
+            if (r < 0)
+                return pgsov_fail(err, "--scenario needs a file");
+            o->scenario = v;
+        } else if ((r = flag_value(argc, argv, &i, "--seed", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return pgsov_fail(err, "--seed needs a number");
+            errno = 0;
+            unsigned long long s = strtoull(v, &end, 10);
+            if (errno || end == v || *end || v[0] == '-')
+                return pgsov_fail(err, "--seed \"%s\": expected a decimal number 0..2^64-1", v);
+            o->seed = s;
+            o->have_seed = true;
+        } else if ((r = flag_value(argc, argv, &i, "--scale", &v)) != 0) {
+            char *end;
+            if (r < 0)
+                return pgsov_fail(err, "--scale needs a number");
+            o->scale = strtod(v, &end);
+            if (end == v || *end || !(o->scale > 0) || o->scale > 1e6)
+                return pgsov_fail(err, "--scale \"%s\": expected a number > 0", v);
+        } else if ((r = flag_value(argc, argv, &i, "--out", &v)) != 0) {
+            if (r < 0)
+                return pgsov_fail(err, "--out needs a directory");
+            o->out_dir = v;
+        } else if (strcmp(argv[i], "--truncate") == 0) {
+            o->truncate = true;
+        } else if (strcmp(argv[i], "--dry-run") == 0) {
+            o->dry_run = true;
+        } else {
+            return pgsov_fail(err, "unknown option \"%s\" (see pgsov seed --help)", argv[i]);
+        }
+    }
+    if (!o->scenario)
+        return pgsov_fail(err, "--scenario FILE is required");
+    if (!o->have_seed)
+        return pgsov_fail(err, "--seed N is required (the same seed gives the same data)");
+    if (o->out_dir && o->dry_run)
+        return pgsov_fail(err, "--out and --dry-run exclude each other");
+    if (o->truncate && (o->out_dir || o->dry_run))
+        return pgsov_fail(err, "--truncate only applies when loading a database");
+    return 0;
+}
+
+/* The first refusal: an environment whose name means production, however it was given. */
+static int refuse_production_name(const char *name, const char *how, struct pgsov_err *err)
+{
+    const char *canon = name ? env_canonical_name(name) : NULL;
+    if (name && ((canon && strcmp(canon, "production") == 0) || strcasecmp(name, "production") == 0))
+        return pgsov_fail(err,
+                          "refused: seeding environment \"%s\" (%s) — test data never goes to "
+                          "production and there is no override; use --env development or staging",
+                          name, how);
+    return 0;
+}
+
+static int check_env_names(const struct seed_opts *o, struct pgsov_err *err)
+{
+    if (refuse_production_name(o->target.env_name, "--env", err) < 0)
+        return -1;
+    if (!o->target.env_name) {
+        if (refuse_production_name(getenv("PGSOV_ENV"), "$PGSOV_ENV", err) < 0)
+            return -1;
+        if (!getenv("PGSOV_ENV") && refuse_production_name(getenv("NODE_ENV"), "$NODE_ENV", err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- --out: CSV files ------------------------------------------------------------------- */
+
+static int write_line(void *ctx, const char *line, size_t len, struct pgsov_err *err)
+{
+    if (fwrite(line, 1, len, (FILE *)ctx) != len)
+        return pgsov_fail(err, "write error: %s", strerror(errno));
+    return 0;
+}
+
+static int write_csv(const struct seed_scenario *sc, const struct seed_opts *o,
+                     struct pgsov_err *err)
+{
+    if (mkdir(o->out_dir, 0777) < 0 && errno != EEXIST)
+        return pgsov_fail(err, "%s: cannot create: %s", o->out_dir, strerror(errno));
+    struct seed_run run = { .seed = o->seed, .scale = o->scale, .format = SEED_FORMAT_CSV };
+    for (size_t t = 0; t < seed_table_count(sc); t++) {
+        char path[4096], header[16384];
+        snprintf(path, sizeof path, "%s/%s.csv", o->out_dir, seed_table_name(sc, t));
+        int hl = seed_header(sc, t, header, sizeof header);
+        if (hl < 0)
+            return pgsov_fail(err, "%s: header too long", seed_table_name(sc, t));
+        FILE *f = fopen(path, "wb");
+        if (!f)
+            return pgsov_fail(err, "%s: cannot create: %s", path, strerror(errno));
+        static char fbuf[1 << 16];
+        setvbuf(f, fbuf, _IOFBF, sizeof fbuf);
+        uint64_t rows = 0;
+        int rc = write_line(f, header, (size_t)hl, err);
+        if (rc == 0)
+            rc = seed_generate(sc, t, &run, write_line, f, &rows, err);
+        if (fclose(f) != 0 && rc == 0)
+            rc = pgsov_fail(err, "%s: %s", path, strerror(errno));
+        if (rc < 0)
+            return -1;
+        printf("%s: %llu rows\n", path, (unsigned long long)rows);
+    }
+    return 0;
+}
+
+/* ---- --dry-run ---------------------------------------------------------------------------- */
+
+struct sample {
+    int shown;
+};
+
+static int sample_line(void *ctx, const char *line, size_t len, struct pgsov_err *err)
+{
+    struct sample *s = ctx;
+    if (s->shown < 3) {
+        printf("    %.*s", (int)len, line);
+        if (len >= 2 && line[len - 2] == '\r')
+            printf("\n");
+        s->shown++;
+    }
+    return 0;
+}
+
+static int dry_run(const struct seed_scenario *sc, const struct seed_opts *o,
+                   struct pgsov_err *err)
+{
+    struct seed_run run = { .seed = o->seed, .scale = o->scale, .format = SEED_FORMAT_CSV };
+    uint64_t total = 0;
+    printf("dry run: scenario %s, seed %llu, scale %g (nothing is written)\n", o->scenario,
+           (unsigned long long)o->seed, o->scale);
+    for (size_t t = 0; t < seed_table_count(sc); t++) {
+        char header[16384];
+        struct sample s = { 0 };
+        uint64_t rows = 0;
+        if (seed_header(sc, t, header, sizeof header) < 0)
+            return pgsov_fail(err, "%s: header too long", seed_table_name(sc, t));
+        header[strcspn(header, "\r")] = '\0';
+        printf("%s\n    %s\n", seed_table_name(sc, t), header);
+        if (seed_generate(sc, t, &run, sample_line, &s, &rows, err) < 0)
+            return -1;
+        printf("    ... %llu rows\n", (unsigned long long)rows);
+        total += rows;
+    }
+    printf("total: %llu rows\n", (unsigned long long)total);
+    return 0;
+}
+
+/* ---- loading ----------------------------------------------------------------------------- */
+
+/* "schema.table" → "\"schema\".\"table\"" (malloc'd), or NULL. */
+static char *quote_qualified(PGconn *c, const char *name)
+{
+    const char *dot = strchr(name, '.');
+    char *a = NULL, *b = NULL, *out = NULL;
+    if (dot) {
+        char schema[128];
+        snprintf(schema, sizeof schema, "%.*s", (int)(dot - name), name);
+        a = PQescapeIdentifier(c, schema, strlen(schema));
+        b = PQescapeIdentifier(c, dot + 1, strlen(dot + 1));
+    } else {
+        b = PQescapeIdentifier(c, name, strlen(name));
+    }
+    if (b && (!dot || a)) {
+        size_t n = (a ? strlen(a) + 1 : 0) + strlen(b) + 1;
+        if ((out = malloc(n)))
+            snprintf(out, n, "%s%s%s", a ? a : "", a ? "." : "", b);
+    }
+    PQfreemem(a);
+    PQfreemem(b);
+    return out;
+}
+
+static int exec_ok(PGconn *c, const char *sql, struct pgsov_err *err)
+{
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        pgsov_fail(err, "%s", PQresultErrorMessage(r));
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+struct copy_buf {
+    PGconn *conn;
+    char data[1 << 18];
+    size_t len;
+};
+
+static int copy_flush(struct copy_buf *b, struct pgsov_err *err)
+{
+    if (b->len && PQputCopyData(b->conn, b->data, (int)b->len) != 1)
+        return pgsov_fail(err, "COPY: %s", PQerrorMessage(b->conn));
+    b->len = 0;
+    return 0;
+}
+
+static int copy_line(void *ctx, const char *line, size_t len, struct pgsov_err *err)
+{
+    struct copy_buf *b = ctx;
+    if (b->len + len > sizeof b->data && copy_flush(b, err) < 0)
+        return -1;
+    if (len > sizeof b->data) {
+        if (PQputCopyData(b->conn, line, (int)len) != 1)
+            return pgsov_fail(err, "COPY: %s", PQerrorMessage(b->conn));
+        return 0;
+    }
+    memcpy(b->data + b->len, line, len);
+    b->len += len;
+    return 0;
+}
+
+static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
+                      const struct seed_run *run, uint64_t *rows, struct pgsov_err *err)
+{
+    char *table = quote_qualified(c, seed_table_name(sc, t));
+    if (!table)
+        return pgsov_fail(err, "out of memory");
+    size_t cap = strlen(table) + 64, len;
+    for (size_t k = 0; k < seed_column_count(sc, t); k++)
+        cap += 2 * strlen(seed_column_name(sc, t, k)) + 8;
+    char *sql = malloc(cap);
+    if (!sql) {
+        free(table);
+        return pgsov_fail(err, "out of memory");
+    }
+    len = (size_t)snprintf(sql, cap, "COPY %s (", table);
+    for (size_t k = 0; k < seed_column_count(sc, t); k++) {
+        const char *col = seed_column_name(sc, t, k);
+        char *q = PQescapeIdentifier(c, col, strlen(col));
+        if (!q) {
+            free(sql);
+            free(table);
+            return pgsov_fail(err, "out of memory");
+        }
+        len += (size_t)snprintf(sql + len, cap - len, "%s%s", k ? ", " : "", q);
+        PQfreemem(q);
+    }
+    snprintf(sql + len, cap - len, ") FROM STDIN");
+    PGresult *r = PQexec(c, sql);
+    free(sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
+        PQclear(r);
+        free(table);
+        return -1;
+    }
+    PQclear(r);
+    struct copy_buf *b = malloc(sizeof *b);
+    if (!b) {
+        PQputCopyEnd(c, "out of memory");
+        free(table);
+        return pgsov_fail(err, "out of memory");
+    }
+    b->conn = c;
+    b->len = 0;
+    int rc = seed_generate(sc, t, run, copy_line, b, rows, err);
+    if (rc == 0)
+        rc = copy_flush(b, err);
+    free(b);
+    if (PQputCopyEnd(c, rc == 0 ? NULL : "pgsov seed: generation failed") != 1 && rc == 0)
+        rc = pgsov_fail(err, "COPY: %s", PQerrorMessage(c));
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+            rc = pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    /* identity/serial columns written explicitly: move their sequences past the new values
+     * so the application's own inserts do not collide */
+    for (size_t k = 0; rc == 0 && k < seed_column_count(sc, t); k++) {
+        if (!seed_column_is_sequence(sc, t, k))
+            continue;
+        const char *col = seed_column_name(sc, t, k);
+        char *qcol = PQescapeIdentifier(c, col, strlen(col));
+        char q[1024];
+        if (!qcol) {
+            rc = pgsov_fail(err, "out of memory");
+            break;
+        }
+        snprintf(q, sizeof q,
+                 "SELECT setval(s, m) FROM (SELECT pg_get_serial_sequence($1, $2) AS s, "
+                 "(SELECT max(%s) FROM %s) AS m) x WHERE s IS NOT NULL AND m IS NOT NULL",
+                 qcol, table);
+        PQfreemem(qcol);
+        const char *params[2] = { table, col };
+        r = PQexecParams(c, q, 2, NULL, params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK)
+            rc = pgsov_fail(err, "%s.%s: moving its sequence: %s", seed_table_name(sc, t), col,
+                            PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    free(table);
+    return rc;
+}
+
+static int truncate_tables(PGconn *c, const struct seed_scenario *sc, struct pgsov_err *err)
+{
+    /* one statement, children first: foreign keys among the scenario's tables are fine;
+     * a table outside the scenario that references them makes this fail (no CASCADE: we
+     * never empty tables the scenario does not name) */
+    size_t cap = 32, len;
+    for (size_t t = 0; t < seed_table_count(sc); t++)
+        cap += 2 * strlen(seed_table_name(sc, t)) + 8;
+    char *sql = malloc(cap);
+    if (!sql)
+        return pgsov_fail(err, "out of memory");
+    len = (size_t)snprintf(sql, cap, "TRUNCATE ");
+    for (size_t t = seed_table_count(sc); t-- > 0;) {
+        char *q = quote_qualified(c, seed_table_name(sc, t));
+        if (!q) {
+            free(sql);
+            return pgsov_fail(err, "out of memory");
+        }
+        len += (size_t)snprintf(sql + len, cap - len, "%s%s", t + 1 < seed_table_count(sc) ? ", " : "", q);
+        free(q);
+    }
+    int rc = exec_ok(c, sql, err);
+    free(sql);
+    if (rc < 0) {
+        char msg[sizeof err->msg];
+        pgsov_strlcpy(msg, err->msg, sizeof msg);
+        return pgsov_fail(err, "--truncate: %s", msg);
+    }
+    return 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int load(const struct seed_scenario *sc, const struct seed_opts *o, struct pgsov_err *err)
+{
+    struct target t;
+    memset(&t, 0, sizeof t);
+    int rc = -1;
+    if (target_open(&t, &o->target, err) < 0)
+        goto done;
+    if (t.warning[0])
+        fprintf(stderr, "pgsov seed: warning: %s\n", t.warning);
+    if (refuse_production_name(t.env_name, "the resolved environment", err) < 0)
+        goto done;
+    char attested[128] = "";
+    int a = target_read_attestation(t.conn, attested, sizeof attested, err);
+    if (a < 0)
+        goto done;
+    if (a == 1 && refuse_production_name(attested, "the database's attestation", err) < 0)
+        goto done;
+    /* required: an unattested database cannot prove it is not production */
+    if (target_check_attestation(&t, true, err) < 0)
+        goto done;
+
+    struct seed_run run = { .seed = o->seed, .scale = o->scale, .format = SEED_FORMAT_COPY_TEXT };
+    double start = now_s();
+    uint64_t total = 0;
+    if (exec_ok(t.conn, "BEGIN", err) < 0)
+        goto done;
+    if (o->truncate && truncate_tables(t.conn, sc, err) < 0)
+        goto rollback;
+    for (size_t i = 0; i < seed_table_count(sc); i++) {
+        uint64_t rows = 0;
+        double t0 = now_s();
+        if (copy_table(t.conn, sc, i, &run, &rows, err) < 0)
+            goto rollback;
+        printf("%s: %llu rows (%.2fs)\n", seed_table_name(sc, i), (unsigned long long)rows,
+               now_s() - t0);
+        total += rows;
+    }
+    if (exec_ok(t.conn, "COMMIT", err) < 0)
+        goto done;
+    printf("seeded %s (database %s on %s:%d): %llu rows in %.2fs, seed %llu\n", t.env_name,
+           t.dbname, t.host, t.port, (unsigned long long)total, now_s() - start,
+           (unsigned long long)o->seed);
+    rc = 0;
+    goto done;
+rollback: {
+        struct pgsov_err ignore;
+        exec_ok(t.conn, "ROLLBACK", &ignore);
+    }
+done:
+    target_close(&t);
+    return rc;
+}
+
+int cmd_seed(int argc, char **argv)
+{
+    struct seed_opts o;
+    struct pgsov_err err = { "" };
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            seed_usage(stdout);
+            return 0;
+        }
+    if (parse_args(argc, argv, &o, &err) < 0) {
+        fprintf(stderr, "pgsov seed: %s\n", err.msg);
+        return 2;
+    }
+    if (check_env_names(&o, &err) < 0) {
+        fprintf(stderr, "pgsov seed: %s\n", err.msg);
+        return 1;
+    }
+    struct seed_scenario *sc;
+    if (seed_scenario_load(o.scenario, &sc, &err) < 0) {
+        fprintf(stderr, "pgsov seed: %s\n", err.msg);
+        return 1;
+    }
+    int rc = o.out_dir ? write_csv(sc, &o, &err) : o.dry_run ? dry_run(sc, &o, &err)
+                                                             : load(sc, &o, &err);
+    seed_scenario_free(sc);
+    if (rc < 0) {
+        fprintf(stderr, "pgsov seed: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
