@@ -55,7 +55,7 @@ int cmd_audit(int argc, char **argv)
     const char *backup_reply = NULL, *migrations = NULL, *timeout_s = NULL;
     struct pgsov_err err = { "" };
 
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc;) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             audit_usage(stdout);
             return 0;
@@ -66,7 +66,7 @@ int cmd_audit(int argc, char **argv)
             return 2;
         }
         if (rc == 1)
-            continue;
+            continue;       /* target_parse_flag moved i past the flag and its value */
         static const char *const names[] = { "--manifest", "--format", "--fail-on", "--backup-reply",
                                              "--migrations", "--statement-timeout" };
         const char **slots[] = { &manifest_path, &format, &fail_on_s, &backup_reply, &migrations, &timeout_s };
@@ -82,6 +82,7 @@ int cmd_audit(int argc, char **argv)
             fprintf(stderr, "pgsov audit: unknown option \"%s\" (see pgsov audit --help)\n", argv[i]);
             return 2;
         }
+        i++;
     }
 
     enum audit_format fmt;

@@ -1,4 +1,4 @@
-/* test_audit.c — the audit's pure core: manifest validation (every error names its JSON
+/* test_audit_core.c — the audit's pure core: manifest validation (every error names its JSON
  * path), findings → text/JSON/JUnit, exit codes by --fail-on, settings, sensitive names,
  * migrations folder vs history, backup replies. */
 #include <stdarg.h>
