@@ -1,0 +1,224 @@
+/* test_config.c — proxy.ini validation, ${VAR} expansion and the hostname guard. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "pgsov/config.h"
+#include "pgsov/env.h"
+
+#define DEV_SECTION "[env.development]\naliases = dev\nhost = localhost\nport = 5433\n" \
+                    "database = app\nhost_patterns = localhost:5433\n"
+#define PROD_SECTION "[env.production]\naliases = prod\nhost = db.prod.example.com\nport = 5432\n" \
+                     "database = app\nhost_patterns = *.prod.example.com\n"
+#define PROXY_MIN "[proxy]\nclient_tls = disable\n"
+
+static void test_valid_minimal(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    if (config_load_string(PROXY_MIN DEV_SECTION PROD_SECTION, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(c->n_envs, 2);
+    assert_string_equal(c->envs[0].name, "development");
+    assert_int_equal(c->envs[0].sslmode, SSLMODE_VERIFY_FULL);     /* secure default */
+    assert_false(c->envs[0].require_approval);
+    assert_true(c->envs[1].require_approval);                      /* production default */
+    assert_string_equal(c->listen[0], "127.0.0.1:6432");
+    assert_int_equal(c->max_message_size, 64u * 1024 * 1024);
+    assert_true(c->guard);
+    assert_ptr_equal(config_find_env(c, "PROD"), &c->envs[1]);
+    assert_ptr_equal(config_find_env(c, "development"), &c->envs[0]);
+    assert_null(config_find_env(c, "staging"));
+    char names[64];
+    config_env_names(c, names, sizeof names);
+    assert_string_equal(names, "development, production");
+    config_free(c);
+}
+
+static void test_values(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    const char *text = "[proxy]\nclient_tls = disable\nlisten = 127.0.0.1:7000, [::1]:7000\n"
+                       "max_message_size = 1MB\nstartup_timeout = 500ms\nidle_timeout = 2m\n"
+                       "shutdown_timeout = 1h\nlog_format = json\nlog_level = warning\nguard = off\n"
+                       "rules = a.rules, b.rules\nprivileged_functions = dblink_exec, lo_import\n"
+                       DEV_SECTION "sslmode = disable\nrequire_approval = yes\n";
+    if (config_load_string(text, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(c->n_listen, 2);
+    assert_string_equal(c->listen[1], "[::1]:7000");
+    assert_int_equal(c->max_message_size, 1024 * 1024);
+    assert_int_equal(c->startup_timeout_ms, 500);
+    assert_int_equal(c->idle_timeout_ms, 120000);
+    assert_int_equal(c->shutdown_timeout_ms, 3600000);
+    assert_int_equal(c->log_format, LOG_FORMAT_JSON);
+    assert_int_equal(c->log_level, LOG_WARN);
+    assert_false(c->guard);
+    assert_int_equal(c->n_rules_files, 2);
+    assert_int_equal(c->n_privileged_functions, 2);
+    assert_int_equal(c->envs[0].sslmode, SSLMODE_DISABLE);
+    assert_true(c->envs[0].require_approval);
+    config_free(c);
+}
+
+static void test_env_expansion(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    setenv("PGSOV_TEST_HOST", "localhost", 1);
+    unsetenv("PGSOV_TEST_MISSING");
+    const char *text = PROXY_MIN "[env.development]\nhost = ${PGSOV_TEST_HOST}\nport = 5433\n"
+                       "database = ${PGSOV_TEST_MISSING:-app}\nhost_patterns = localhost:5433\n";
+    if (config_load_string(text, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(c->envs[0].host, "localhost");
+    assert_string_equal(c->envs[0].database, "app");
+    config_free(c);
+
+    const char *bad = PROXY_MIN "[env.development]\nhost = ${PGSOV_TEST_MISSING}\n";
+    assert_int_equal(config_load_string(bad, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "t.ini:4:"));
+    assert_non_null(strstr(err.msg, "PGSOV_TEST_MISSING"));
+}
+
+/* Every invalid config names the file and line (or the environment) and why. */
+static void test_errors(void **state)
+{
+    static const struct { const char *text; const char *want; } cases[] = {
+        { "[proxy]\nbogus = 1\n" DEV_SECTION, "t.ini:2: unknown key \"bogus\"" },
+        { "[proxy]\nclient_tls = maybe\n", "t.ini:2: client_tls" },
+        { "[proxy]\n" DEV_SECTION, "client_tls = require needs client_tls_cert" },
+        { "[proxy]\nclient_tls = verify-ca\nclient_tls_cert = c\nclient_tls_key = k\n" DEV_SECTION,
+          "verify-ca needs client_tls_ca" },
+        { PROXY_MIN "max_clients = 0\n" DEV_SECTION, "t.ini:3: max_clients" },
+        { PROXY_MIN "max_message_size = 12\n" DEV_SECTION, "t.ini:3: max_message_size" },
+        { PROXY_MIN "startup_timeout = soon\n" DEV_SECTION, "t.ini:3: startup_timeout" },
+        { PROXY_MIN "[staging]\nhost = x\n", "t.ini:4: unknown section [staging]" },
+        { PROXY_MIN "[env.bad name]\nhost = x\n", "environment names use letters" },
+        { PROXY_MIN, "no environments" },
+        { PROXY_MIN "[env.development]\nport = 5433\ndatabase = app\nhost_patterns = x\n", "has no host" },
+        { PROXY_MIN "[env.development]\nhost = h\nhost_patterns = h\n", "has no database" },
+        { PROXY_MIN "[env.development]\nhost = h\ndatabase = d\n", "has no host_patterns" },
+        { PROXY_MIN DEV_SECTION "sslmode = prefer\n", "t.ini:9: sslmode" },
+        { PROXY_MIN DEV_SECTION "port = 99999\n", "t.ini:9: port" },
+        { PROXY_MIN DEV_SECTION "frobnicate = 1\n", "unknown key \"frobnicate\" in [env.development]" },
+        { PROXY_MIN DEV_SECTION "sslcert = c\n", "sslcert and sslkey go together" },
+        { PROXY_MIN DEV_SECTION PROD_SECTION "[env.staging]\naliases = prod\nhost = s.example.com\n"
+          "database = app\nhost_patterns = s.example.com\n", "\"prod\" is used by" },
+        { PROXY_MIN DEV_SECTION "[env.development]\nhost = x\n", "appears twice" },
+        { "[proxy]\nthis is not ini\n", "t.ini:2: syntax error" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct config *c = NULL;
+        struct pgsov_err err = { "" };
+        if (config_load_string(cases[i].text, "t.ini", &c, &err) != -1)
+            fail_msg("case %zu was accepted (want \"%s\")", i, cases[i].want);
+        if (!strstr(err.msg, cases[i].want))
+            fail_msg("case %zu: error \"%s\" does not contain \"%s\"", i, err.msg, cases[i].want);
+    }
+}
+
+static void test_host_pattern_match(void **state)
+{
+    static const struct { const char *pattern, *host; int port; bool match; } cases[] = {
+        { "db.prod.example.com", "db.prod.example.com", 5432, true },
+        { "db.prod.example.com", "DB.PROD.example.COM", 5432, true },
+        { "*.prod.example.com", "db.prod.example.com", 1, true },
+        { "*.prod.example.com", "prod.example.com", 1, false },
+        { "*.prod.example.com", "db.dev.example.com", 1, false },
+        { "10.0.1.*", "10.0.1.7", 5432, true },
+        { "10.0.1.*", "10.0.10.7", 5432, false },
+        { "127.0.0.1:5433", "127.0.0.1", 5433, true },
+        { "127.0.0.1:5433", "127.0.0.1", 5434, false },
+        { "localhost:54*", "localhost", 5433, true },
+        { "[::1]:5433", "::1", 5433, true },
+        { "[::1]:5433", "[::1]", 5433, true },
+        { "[::1]:5433", "::1", 5432, false },
+        { "::1", "::1", 5432, true },
+        { "fd00::*", "fd00::12", 5432, true },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        if (env_host_pattern_match(cases[i].pattern, cases[i].host, cases[i].port) != cases[i].match)
+            fail_msg("pattern \"%s\" vs %s:%d: expected %s", cases[i].pattern, cases[i].host,
+                     cases[i].port, cases[i].match ? "match" : "no match");
+}
+
+/* The classic accident: development's upstream is production's host. */
+static void test_hostname_guard(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    const char *crossed = PROXY_MIN
+        "[env.development]\nhost = db.prod.example.com\ndatabase = app\nhost_patterns = localhost, *.dev.example.com\n"
+        PROD_SECTION;
+    assert_int_equal(config_load_string(crossed, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "\"development\""));
+    assert_non_null(strstr(err.msg, "\"production\""));
+    assert_non_null(strstr(err.msg, "db.prod.example.com"));
+
+    const char *own = PROXY_MIN
+        "[env.development]\nhost = db.other.example.com\ndatabase = app\nhost_patterns = *.dev.example.com\n";
+    assert_int_equal(config_load_string(own, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "matches none of its host_patterns"));
+
+    /* same host, told apart by port */
+    const char *ports = PROXY_MIN
+        "[env.development]\nhost = localhost\nport = 5433\ndatabase = app\nhost_patterns = localhost:5433\n"
+        "[env.production]\nhost = localhost\nport = 5433\ndatabase = app\nhost_patterns = localhost:5434\n";
+    assert_int_equal(config_load_string(ports, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "belongs to environment \"development\""));
+
+    /* tools check URLs against a loaded config */
+    if (config_load_string(PROXY_MIN DEV_SECTION PROD_SECTION, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    const struct env_config *dev = config_find_env(c, "dev");
+    assert_int_equal(env_guard_check(c, dev, "localhost", 5433, &err), 0);
+    assert_int_equal(env_guard_check(c, dev, "db.prod.example.com", 5432, &err), -1);
+    assert_int_equal(env_guard_check(c, dev, "localhost", 5999, &err), -1);
+    config_free(c);
+}
+
+static void test_env_resolve(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    if (config_load_string(PROXY_MIN DEV_SECTION PROD_SECTION, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    unsetenv("PGSOV_ENV");
+    unsetenv("NODE_ENV");
+    assert_null(env_resolve(c, NULL, &err));
+    assert_non_null(strstr(err.msg, "no environment given"));
+    setenv("NODE_ENV", "production", 1);
+    assert_ptr_equal(env_resolve(c, NULL, &err), &c->envs[1]);
+    setenv("PGSOV_ENV", "develop", 1);                  /* canonical spelling → development */
+    assert_ptr_equal(env_resolve(c, NULL, &err), &c->envs[0]);
+    assert_ptr_equal(env_resolve(c, "prod", &err), &c->envs[1]);
+    assert_null(env_resolve(c, "staging", &err));
+    assert_non_null(strstr(err.msg, "known: development, production"));
+    unsetenv("PGSOV_ENV");
+    unsetenv("NODE_ENV");
+    assert_string_equal(env_canonical_name("live"), "production");
+    assert_string_equal(env_canonical_name("PREVIEW"), "staging");
+    assert_null(env_canonical_name("qa"));
+    config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_minimal),
+        cmocka_unit_test(test_values),
+        cmocka_unit_test(test_env_expansion),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_host_pattern_match),
+        cmocka_unit_test(test_hostname_guard),
+        cmocka_unit_test(test_env_resolve),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
