@@ -27,6 +27,7 @@ struct loader {
     struct pgsov_err *err;
     bool failed;
     bool approval_set;          /* require_approval given in the current env section */
+    bool header_seen;           /* a [section] line was read since the last key */
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -452,7 +453,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
         }
     } else if (is_env) {
         const char *name = section + 4;
-        if (!ld->cur_env || strcmp(ld->cur_env->name, name) != 0) {
+        if (!ld->cur_env || strcmp(ld->cur_env->name, name) != 0 || ld->header_seen) {
             finish_env(ld);
             ld->in_proxy = false;
             if (!valid_env_name(name))
@@ -477,6 +478,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
         return loader_fail(ld, "unknown section [%s]: use [proxy] or [env.NAME]", section);
     }
 
+    ld->header_seen = false;
     char *v = expand_vars(ld, raw);
     if (!v)
         return ld->failed ? 0 : loader_fail(ld, "out of memory");
@@ -498,6 +500,11 @@ static char *read_line(char *buf, int size, void *stream)
     }
     buf[n] = '\0';
     ld->line++;
+    const char *p = buf;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '[')
+        ld->header_seen = true;
     return buf;
 }
 
