@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +53,12 @@ int it_cluster_port(const char *cluster)
     return -1;
 }
 
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;
+}
+
 PGconn *it_connect(const char *fmt, ...)
 {
     char conninfo[2048];
@@ -62,6 +69,7 @@ PGconn *it_connect(const char *fmt, ...)
     PGconn *c = PQconnectdb(conninfo);
     if (!c)
         fail_msg("PQconnectdb returned NULL");
+    PQsetNoticeProcessor(c, quiet_notice, NULL);   /* "does not exist, skipping" noise */
     return c;
 }
 
@@ -195,7 +203,83 @@ static int port_accepts(int port)
     return ok;
 }
 
-void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rules)
+const char it_proxy_default_ini[] =
+    "[proxy]\n"
+    "listen = 127.0.0.1:@PORT@\n"
+    "rules = @RULES@\n"
+    "client_tls = allow\n"
+    "client_tls_cert = @PKI@/server.crt\n"
+    "client_tls_key = @PKI@/server.key\n"
+    "client_tls_ca = @PKI@/ca.crt\n"
+    "audit_log = @AUDIT@\n"
+    "log_level = debug\n"
+    "@PROXY_EXTRA@\n"
+    "[env.development]\n"
+    "aliases = dev\n"
+    "host = localhost\n"
+    "port = @DEV_PORT@\n"
+    "database = postgres\n"
+    "sslmode = verify-full\n"
+    "sslrootcert = @PKI@/ca.crt\n"
+    "host_patterns = localhost:@DEV_PORT@\n"
+    "\n"
+    "[env.production]\n"
+    "aliases = prod\n"
+    "host = localhost\n"
+    "port = @PROD_PORT@\n"
+    "database = postgres\n"
+    "sslmode = verify-full\n"
+    "sslrootcert = @PKI@/ca.crt\n"
+    "host_patterns = localhost:@PROD_PORT@\n";
+
+/* Appends text to a growing malloc'd string. */
+static void append(char **buf, size_t *len, size_t *cap, const char *text, size_t n)
+{
+    if (*len + n + 1 > *cap) {
+        while (*len + n + 1 > *cap)
+            *cap = *cap ? *cap * 2 : 4096;
+        *buf = realloc(*buf, *cap);
+        if (!*buf)
+            fail_msg("out of memory");
+    }
+    memcpy(*buf + *len, text, n);
+    *len += n;
+    (*buf)[*len] = '\0';
+}
+
+/* ini with @TOKEN@s replaced (malloc'd). */
+static char *expand_ini(const struct it_proxy *p, const char *ini, const char *proxy_extra)
+{
+    const struct it_env *e = it_env();
+    char port[16], dev[16], prod[16];
+    snprintf(port, sizeof port, "%d", p->port);
+    snprintf(dev, sizeof dev, "%d", e->dev_port);
+    snprintf(prod, sizeof prod, "%d", e->prod_port);
+    const struct { const char *token, *value; } subst[] = {
+        { "@PORT@", port }, { "@RULES@", p->rules }, { "@AUDIT@", p->audit },
+        { "@PKI@", e->pki }, { "@DEV_PORT@", dev }, { "@PROD_PORT@", prod },
+        { "@PROXY_EXTRA@", proxy_extra ? proxy_extra : "" },
+    };
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    append(&out, &len, &cap, "", 0);
+    for (const char *at = ini; *at;) {
+        size_t i, n = sizeof subst / sizeof subst[0];
+        for (i = 0; i < n; i++)
+            if (strncmp(at, subst[i].token, strlen(subst[i].token)) == 0)
+                break;
+        if (i < n) {
+            append(&out, &len, &cap, subst[i].value, strlen(subst[i].value));
+            at += strlen(subst[i].token);
+        } else {
+            append(&out, &len, &cap, at, 1);
+            at++;
+        }
+    }
+    return out;
+}
+
+static void proxy_launch(struct it_proxy *p, const char *ini, const char *proxy_extra, const char *rules)
 {
     const struct it_env *e = it_env();
     char *dir = it_tmpdir("proxy");
@@ -208,40 +292,9 @@ void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rul
     snprintf(p->audit, sizeof p->audit, "%s/audit.jsonl", p->dir);
     p->port = free_port();
     it_write_file(p->rules, rules);
-
-    char ini[8192];
-    snprintf(ini, sizeof ini,
-             "[proxy]\n"
-             "listen = 127.0.0.1:%d\n"
-             "rules = %s\n"
-             "client_tls = allow\n"
-             "client_tls_cert = %s/server.crt\n"
-             "client_tls_key = %s/server.key\n"
-             "client_tls_ca = %s/ca.crt\n"
-             "audit_log = %s\n"
-             "log_level = debug\n"
-             "%s\n"
-             "[env.development]\n"
-             "aliases = dev\n"
-             "host = localhost\n"
-             "port = %d\n"
-             "database = postgres\n"
-             "sslmode = verify-full\n"
-             "sslrootcert = %s/ca.crt\n"
-             "host_patterns = localhost:%d\n"
-             "\n"
-             "[env.production]\n"
-             "aliases = prod\n"
-             "host = localhost\n"
-             "port = %d\n"
-             "database = postgres\n"
-             "sslmode = verify-full\n"
-             "sslrootcert = %s/ca.crt\n"
-             "host_patterns = localhost:%d\n",
-             p->port, p->rules, e->pki, e->pki, e->pki, p->audit,
-             proxy_extra ? proxy_extra : "",
-             e->dev_port, e->pki, e->dev_port, e->prod_port, e->pki, e->prod_port);
-    it_write_file(p->ini, ini);
+    char *text = expand_ini(p, ini, proxy_extra);
+    it_write_file(p->ini, text);
+    free(text);
 
     pid_t pid = fork();
     if (pid < 0)
@@ -263,13 +316,112 @@ void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rul
             return;
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
-            char *log = NULL;
-            it_sh(&log, "cat '%s'", p->log);
-            fail_msg("pgsov-proxy exited at start:\n%s", log ? log : "");
+            p->pid = 0;
+            char *log = it_proxy_log(p);
+            fail_msg("pgsov-proxy exited at start:\n%s", log);
         }
         usleep(25000);
     }
     fail_msg("pgsov-proxy did not accept on port %d within 5 s", p->port);
+}
+
+void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rules)
+{
+    proxy_launch(p, it_proxy_default_ini, proxy_extra, rules);
+}
+
+void it_proxy_start_ini(struct it_proxy *p, const char *ini, const char *rules)
+{
+    proxy_launch(p, ini, NULL, rules);
+}
+
+char *it_proxy_log(const struct it_proxy *p)
+{
+    FILE *f = fopen(p->log, "r");
+    char *out = NULL;
+    size_t len = 0, cap = 0;
+    append(&out, &len, &cap, "", 0);
+    if (!f)
+        return out;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        append(&out, &len, &cap, chunk, n);
+    fclose(f);
+    return out;
+}
+
+int it_proxy_log_count(const struct it_proxy *p, const char *needle)
+{
+    char *log = it_proxy_log(p);
+    int n = 0;
+    for (const char *at = log; (at = strstr(at, needle)) != NULL; at += strlen(needle))
+        n++;
+    free(log);
+    return n;
+}
+
+int it_proxy_wait_log(const struct it_proxy *p, const char *needle, int count, int timeout_ms)
+{
+    double until = it_now_ms() + timeout_ms;
+    do {
+        if (it_proxy_log_count(p, needle) >= count)
+            return 1;
+        usleep(10000);
+    } while (it_now_ms() < until);
+    return 0;
+}
+
+int it_proxy_reload(struct it_proxy *p)
+{
+    int ok = it_proxy_log_count(p, "reloaded"), bad = it_proxy_log_count(p, "reload_failed");
+    kill(p->pid, SIGHUP);
+    double until = it_now_ms() + 5000;
+    while (it_now_ms() < until) {
+        if (it_proxy_log_count(p, "reload_failed") > bad)
+            return 0;
+        if (it_proxy_log_count(p, "reloaded") > ok)
+            return 1;
+        usleep(10000);
+    }
+    char *log = it_proxy_log(p);
+    fail_msg("no reloaded/reload_failed line within 5 s after SIGHUP:\n%s", log);
+    return -1;
+}
+
+const char *it_sqlstate(const PGresult *r)
+{
+    const char *s = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    return s ? s : "";
+}
+
+char *it_expect_error(PGconn *c, const char *sql, const char *sqlstate, const char *text)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR) {
+        ExecStatusType st = PQresultStatus(r);
+        PQclear(r);
+        fail_msg("expected \"%s\" to fail with %s, got %s", sql, sqlstate, PQresStatus(st));
+    }
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    char *copy = strdup(msg ? msg : "");
+    if (strcmp(it_sqlstate(r), sqlstate) != 0) {
+        char got[8];
+        snprintf(got, sizeof got, "%s", it_sqlstate(r));
+        PQclear(r);
+        fail_msg("\"%s\": SQLSTATE %s, want %s (%s)", sql, got, sqlstate, copy);
+    }
+    PQclear(r);
+    if (text && !strstr(copy, text))
+        fail_msg("\"%s\": message \"%s\" lacks \"%s\"", sql, copy, text);
+    return copy;
+}
+
+double it_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms)
@@ -299,4 +451,154 @@ PGconn *it_proxy_connect(const struct it_proxy *p, const char *fmt, ...)
     vsnprintf(rest, sizeof rest, fmt, ap);
     va_end(ap);
     return it_connect("host=127.0.0.1 port=%d sslmode=disable connect_timeout=5 %s", p->port, rest);
+}
+
+/* ---- raw protocol client -------------------------------------------------------------- */
+
+int it_raw_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        fail_msg("raw connect to port %d: %s", port, strerror(errno));
+    return fd;
+}
+
+int it_raw_send(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+size_t it_raw_startup(uint8_t *buf, size_t cap, uint32_t version, const char *const *kv)
+{
+    size_t len = 8;
+    if (cap < 9)
+        fail_msg("startup buffer too small");
+    put32(buf + 4, version);
+    for (int i = 0; kv && kv[i]; i++) {
+        size_t n = strlen(kv[i]) + 1;
+        if (len + n + 1 > cap)
+            fail_msg("startup buffer too small");
+        memcpy(buf + len, kv[i], n);
+        len += n;
+    }
+    buf[len++] = '\0';
+    put32(buf, (uint32_t)len);
+    return len;
+}
+
+/* Waits until fd is readable; 1 readable, 0 timeout. */
+static int wait_readable(int fd, int timeout_ms)
+{
+    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    for (;;) {
+        int n = poll(&pfd, 1, timeout_ms);
+        if (n < 0 && errno == EINTR)
+            continue;
+        return n > 0;
+    }
+}
+
+/* Reads exactly len bytes before the deadline: 1 done, 0 EOF/reset, -1 timeout. */
+static int read_full(int fd, uint8_t *buf, size_t len, double deadline)
+{
+    while (len > 0) {
+        int left = (int)(deadline - it_now_ms());
+        if (left <= 0 || !wait_readable(fd, left))
+            return -1;
+        ssize_t n = recv(fd, buf, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 0;
+        buf += n;
+        len -= (size_t)n;
+    }
+    return 1;
+}
+
+int it_raw_read_byte(int fd, int timeout_ms)
+{
+    uint8_t b;
+    int rc = read_full(fd, &b, 1, it_now_ms() + timeout_ms);
+    return rc == 1 ? b : rc == 0 ? -1 : -2;
+}
+
+int it_raw_read_msg(int fd, char *type, uint8_t *body, size_t cap, uint32_t *len, int timeout_ms)
+{
+    double deadline = it_now_ms() + timeout_ms;
+    uint8_t hdr[5];
+    int rc = read_full(fd, hdr, 5, deadline);
+    if (rc != 1)
+        return rc;
+    uint32_t n = (uint32_t)hdr[1] << 24 | (uint32_t)hdr[2] << 16 | (uint32_t)hdr[3] << 8 | hdr[4];
+    if (n < 4 || n > 64 * 1024 * 1024)
+        return -1;
+    *type = (char)hdr[0];
+    *len = n - 4;
+    size_t left = n - 4, keep = left < cap ? left : cap;
+    if (keep && (rc = read_full(fd, body, keep, deadline)) != 1)
+        return rc;
+    left -= keep;
+    uint8_t skip[4096];
+    while (left > 0) {
+        size_t take = left < sizeof skip ? left : sizeof skip;
+        if ((rc = read_full(fd, skip, take, deadline)) != 1)
+            return rc;
+        left -= take;
+    }
+    if (cap > keep)
+        body[keep] = '\0';
+    return 1;
+}
+
+int it_raw_wait_closed(int fd, int timeout_ms)
+{
+    double deadline = it_now_ms() + timeout_ms;
+    uint8_t buf[4096];
+    for (;;) {
+        int left = (int)(deadline - it_now_ms());
+        if (left <= 0 || !wait_readable(fd, left))
+            return 0;
+        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return 1;
+    }
+}
+
+const char *it_raw_field(const uint8_t *body, uint32_t len, char code)
+{
+    uint32_t i = 0;
+    while (i < len && body[i]) {
+        char c = (char)body[i++];
+        const char *value = (const char *)body + i;
+        size_t n = strnlen(value, len - i);
+        if (i + n >= len)
+            return NULL;
+        if (c == code)
+            return value;
+        i += (uint32_t)n + 1;
+    }
+    return NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef PGSOV_IT_HARNESS_H
 #define PGSOV_IT_HARNESS_H
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -81,5 +82,60 @@ int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms);
 /* Connects through the proxy: "host=127.0.0.1 port=<proxy> sslmode=disable " + rest. */
 PGconn *it_proxy_connect(const struct it_proxy *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Like it_proxy_start, with the whole proxy.ini given. These tokens in ini are replaced:
+ * @PORT@ (the proxy's port), @RULES@, @AUDIT@ (paths in p), @PKI@, @DEV_PORT@, @PROD_PORT@. */
+void it_proxy_start_ini(struct it_proxy *p, const char *ini, const char *rules);
+
+/* The default proxy.ini template of it_proxy_start (with @PROXY_EXTRA@ for proxy_extra). */
+extern const char it_proxy_default_ini[];
+
+/* The proxy's log so far (malloc'd, "" when empty). */
+char *it_proxy_log(const struct it_proxy *p);
+
+/* Occurrences of needle in the proxy's log. */
+int it_proxy_log_count(const struct it_proxy *p, const char *needle);
+
+/* Waits until needle occurs at least count times in the log; returns 1, or 0 on timeout. */
+int it_proxy_wait_log(const struct it_proxy *p, const char *needle, int count, int timeout_ms);
+
+/* Sends SIGHUP and waits for the next "reloaded" or "reload_failed" log line; returns 1
+ * when it reloaded, 0 when the reload failed (fails the test when neither appears). */
+int it_proxy_reload(struct it_proxy *p);
+
+/* SQLSTATE of a result ("" when none). */
+const char *it_sqlstate(const PGresult *r);
+
+/* Runs sql, which must fail with sqlstate and (if text) a primary message containing text.
+ * Returns the message (malloc'd) for further checks. */
+char *it_expect_error(PGconn *c, const char *sql, const char *sqlstate, const char *text);
+
+/* Milliseconds on a monotonic clock. */
+double it_now_ms(void);
+
+/* ---- a raw protocol client, for what libpq will not send ---------------------------- */
+
+/* Blocking TCP connection to 127.0.0.1:port; fails the test if it cannot connect. */
+int it_raw_connect(int port);
+
+/* Writes all of buf; returns 0, or -1 when the peer has gone (EPIPE/ECONNRESET). */
+int it_raw_send(int fd, const void *buf, size_t len);
+
+/* Builds a StartupMessage: version (e.g. 196608 for 3.0), then NULL-terminated key, value
+ * pairs. Returns its length (fails the test when cap is too small). */
+size_t it_raw_startup(uint8_t *buf, size_t cap, uint32_t version, const char *const *kv);
+
+/* Reads one byte (startup-phase answers 'S'/'N'). Returns it, -1 on EOF/reset, -2 on timeout. */
+int it_raw_read_byte(int fd, int timeout_ms);
+
+/* Reads one regular message into body (truncated to cap; *len is the body's full length).
+ * Returns 1, 0 on EOF/reset, -1 on timeout or a malformed header. */
+int it_raw_read_msg(int fd, char *type, uint8_t *body, size_t cap, uint32_t *len, int timeout_ms);
+
+/* Reads and discards until the peer closes. Returns 1 when it closed within timeout_ms. */
+int it_raw_wait_closed(int fd, int timeout_ms);
+
+/* Field code (e.g. 'C' SQLSTATE, 'M' message) of an ErrorResponse/NoticeResponse body, or NULL. */
+const char *it_raw_field(const uint8_t *body, uint32_t len, char code);
 
 #endif
