@@ -1,4 +1,4 @@
-/* test_seed.c — unit tests for the pure seed core (tools/seed*.c): CPF and CNPJ (numeric and
+/* test_seed_core.c — unit tests for the pure seed core (tools/seed*.c): CPF and CNPJ (numeric and
  * alphanumeric) against an independent validator written here, French amortisation sums,
  * month arithmetic, the expression language, CSV/COPY encoding, determinism (same seed →
  * same SHA-256 per table, another seed → different, adding a column or a table leaves the
