@@ -262,16 +262,21 @@ struct scram_server *scram_server_begin(const struct scram_server_params *p,
     }
     if (p->nonce_override)
         pgsov_strlcpy(s->nonce_override, p->nonce_override, sizeof s->nonce_override);
+    /* The mock verifier is derived for known users too, and thrown away, so that both
+     * paths cost the same and timing does not tell whether a user exists. */
+    struct scram_verifier mock;
+    if (p->mock_secret && p->user && mock_verifier(p->mock_secret, p->user, &mock) < 0) {
+        pgsov_fail(err, "SCRAM mock verifier derivation failed (OpenSSL)");
+        scram_server_free(s);
+        return NULL;
+    }
     if (p->verifier) {
         s->v = *p->verifier;
     } else {
         s->mock = true;
-        if (mock_verifier(p->mock_secret, p->user, &s->v) < 0) {
-            pgsov_fail(err, "SCRAM mock verifier derivation failed (OpenSSL)");
-            scram_server_free(s);
-            return NULL;
-        }
+        s->v = mock;
     }
+    OPENSSL_cleanse(&mock, sizeof mock);
     return s;
 }
 
@@ -573,6 +578,7 @@ struct scram_client {
     char first[SCRAM_MAX_MESSAGE + 1];              /* client-first-message */
     size_t first_len, bare_off;
     unsigned char server_signature[SCRAM_KEY_LEN];  /* what v= must say */
+    struct scram_key_cache *cache;
     char auth[AUTH_MSG_MAX];
     char out[SCRAM_MAX_MESSAGE + 1];
 };
@@ -610,6 +616,7 @@ struct scram_client *scram_client_begin(const struct scram_client_params *p,
     c->password[p->password_len] = '\0';
     c->password_len = p->password_len;
     c->plus = plus;
+    c->cache = p->cache;
     if (p->cb_data) {
         memcpy(c->cb_data, p->cb_data, p->cb_len);
         c->cb_len = p->cb_len;
@@ -700,12 +707,29 @@ int scram_client_handle_server_first(struct scram_client *c, const char *msg, si
 
     unsigned char salted[SCRAM_KEY_LEN], client_key[SCRAM_KEY_LEN], stored[SCRAM_KEY_LEN];
     unsigned char sig[SCRAM_KEY_LEN], server_key[SCRAM_KEY_LEN], proof[SCRAM_KEY_LEN];
-    int bad = scram_salted_password(c->password, c->password_len, salt, (size_t)n, iterations,
-                                    salted);
-    bad |= scram_hmac(salted, sizeof salted, "Client Key", 10, client_key);
+    struct scram_key_cache *kc = c->cache;
+    int bad = 0;
+    memset(salted, 0, sizeof salted);
+    if (kc && kc->valid && kc->iterations == iterations && kc->salt_len == (size_t)n &&
+        memcmp(kc->salt, salt, (size_t)n) == 0) {
+        memcpy(client_key, kc->client_key, SCRAM_KEY_LEN);
+        memcpy(server_key, kc->server_key, SCRAM_KEY_LEN);
+    } else {
+        bad |= scram_salted_password(c->password, c->password_len, salt, (size_t)n, iterations,
+                                     salted);
+        bad |= scram_hmac(salted, sizeof salted, "Client Key", 10, client_key);
+        bad |= scram_hmac(salted, sizeof salted, "Server Key", 10, server_key);
+        if (kc && !bad) {
+            kc->valid = true;
+            kc->iterations = iterations;
+            kc->salt_len = (size_t)n;
+            memcpy(kc->salt, salt, (size_t)n);
+            memcpy(kc->client_key, client_key, SCRAM_KEY_LEN);
+            memcpy(kc->server_key, server_key, SCRAM_KEY_LEN);
+        }
+    }
     bad |= scram_sha256(client_key, sizeof client_key, stored);
     bad |= scram_hmac(stored, sizeof stored, am.buf, am.len, sig);
-    bad |= scram_hmac(salted, sizeof salted, "Server Key", 10, server_key);
     bad |= scram_hmac(server_key, sizeof server_key, am.buf, am.len, c->server_signature);
     for (size_t i = 0; i < SCRAM_KEY_LEN; i++)
         proof[i] = client_key[i] ^ sig[i];

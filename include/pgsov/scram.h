@@ -94,6 +94,20 @@ const char *scram_mechanism_name(enum scram_mechanism m);
 
 struct scram_client;
 
+/* PBKDF2 with 4096 iterations costs milliseconds of CPU per upstream login. The salt and count
+ * of a role only change with its password, so a caller may keep one cache per upstream
+ * credential (a worker's own, or under a lock) and pass it in: a hit skips PBKDF2, a miss
+ * fills it. Zero-initialize it; it holds password-equivalent keys, wipe it with
+ * OPENSSL_cleanse when the credential goes away. */
+struct scram_key_cache {
+    bool valid;
+    unsigned iterations;
+    size_t salt_len;
+    unsigned char salt[SCRAM_MAX_SALT_LEN];
+    unsigned char client_key[SCRAM_KEY_LEN];
+    unsigned char server_key[SCRAM_KEY_LEN];
+};
+
 struct scram_client_params {
     const char *password;
     size_t password_len;
@@ -104,6 +118,7 @@ struct scram_client_params {
     const unsigned char *cb_data;
     size_t cb_len;
     const char *nonce_override;       /* tests only: NULL draws 18 random bytes */
+    struct scram_key_cache *cache;    /* optional, see above; must outlive the exchange */
 };
 
 struct scram_client *scram_client_begin(const struct scram_client_params *p,

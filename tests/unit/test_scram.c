@@ -66,6 +66,43 @@ static void test_rfc7677_client(void **state)
     scram_client_free(c);
 }
 
+/* The key cache: a hit skips PBKDF2 (shown by a wrong password still producing the RFC's
+ * proof from cached keys), a different salt or count is a miss that refills it. */
+static void test_client_key_cache(void **state)
+{
+    static const struct { const char *password, *server_first, *want_final; bool hit; } steps[] = {
+        { "pencil", RFC_SERVER_FIRST, RFC_CLIENT_FINAL, false },   /* fills */
+        { "wrong",  RFC_SERVER_FIRST, RFC_CLIENT_FINAL, true  },   /* from the cache */
+        { "pencil", "r=rOprNGfwEbeRWgbNEkqOx,s=QUJD,i=4096", NULL, false },  /* other salt */
+        { "pencil", "r=rOprNGfwEbeRWgbNEkqOx,s=QUJD,i=4097", NULL, false },  /* other count */
+        { "wrong",  RFC_SERVER_FIRST, NULL, false },               /* miss: wrong password */
+    };
+    struct scram_key_cache cache;
+    memset(&cache, 0, sizeof cache);
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        struct pgsov_err err;
+        struct scram_client_params p = { .password = steps[i].password,
+                                         .password_len = strlen(steps[i].password),
+                                         .user = "user", .nonce_override = RFC_CLIENT_NONCE,
+                                         .cache = &cache };
+        struct scram_client *c = scram_client_begin(&p, &err);
+        const char *out;
+        size_t len;
+        assert_int_equal(scram_client_first(c, &out, &len, &err), 0);
+        assert_int_equal(scram_client_handle_server_first(c, steps[i].server_first,
+                                                          strlen(steps[i].server_first), &out,
+                                                          &len, &err), 0);
+        if (steps[i].want_final)
+            expect_msg(out, len, steps[i].want_final);
+        else
+            assert_false(len == strlen(RFC_CLIENT_FINAL) &&
+                         memcmp(out, RFC_CLIENT_FINAL, len) == 0);
+        assert_true(cache.valid);
+        assert_int_equal(cache.iterations, i == 3 ? 4097 : 4096);
+        scram_client_free(c);
+    }
+}
+
 static void test_rfc7677_server(void **state)
 {
     struct pgsov_err err;
@@ -691,6 +728,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc7677_client),
         cmocka_unit_test(test_rfc7677_server),
+        cmocka_unit_test(test_client_key_cache),
         cmocka_unit_test(test_pg15_verifiers),
         cmocka_unit_test(test_channel_binding),
         cmocka_unit_test(test_client_user_names),
