@@ -1,0 +1,330 @@
+/* test_proxy_protocol.c — the PostgreSQL protocol features an application uses, through
+ * pgsov-proxy: cancel (57014 within a second), the extended protocol (PQexecParams,
+ * PQprepare/PQexecPrepared), pipeline mode, multi-statement simple queries, COPY in and out of
+ * 100 MB with a checksum, LISTEN/NOTIFY between two proxy sessions, a 1M-row result. */
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static struct it_proxy proxy;
+
+static int setup(void **state)
+{
+    (void)state;
+    it_proxy_start(&proxy, NULL, "allow development all app any default\n");
+    PGconn *c = it_super("dev", "postgres");
+    it_exec(c, "DROP TABLE IF EXISTS public.it_copy, public.it_proto");
+    it_exec(c, "CREATE TABLE public.it_copy (id int NOT NULL, payload text NOT NULL)");
+    it_exec(c, "CREATE TABLE public.it_proto (id int PRIMARY KEY, note text)");
+    it_exec(c, "GRANT SELECT, INSERT, DELETE ON public.it_copy, public.it_proto TO app");
+    PQfinish(c);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    PGconn *c = it_super("dev", "postgres");
+    it_exec(c, "DROP TABLE IF EXISTS public.it_copy, public.it_proto");
+    PQfinish(c);
+    it_proxy_stop(&proxy, SIGTERM, 5000);
+    return 0;
+}
+
+static PGconn *app(void)
+{
+    PGconn *c = it_proxy_connect(&proxy, "dbname=dev user=app password=app-secret");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("app through the proxy: %s", PQerrorMessage(c));
+    return c;
+}
+
+static void test_cancel(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    assert_int_equal(PQsendQuery(c, "SELECT pg_sleep(30)"), 1);
+    usleep(300 * 1000);
+    PGcancel *cancel = PQgetCancel(c);
+    assert_non_null(cancel);
+    char err[256];
+    double t0 = it_now_ms();
+    assert_int_equal(PQcancel(cancel, err, sizeof err), 1);
+    PQfreeCancel(cancel);
+    PGresult *r = PQgetResult(c);
+    double took = it_now_ms() - t0;
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(it_sqlstate(r), "57014");
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    if (took > 1000)
+        fail_msg("cancel took %.0f ms", took);
+    char *one = it_value(c, "SELECT 1");   /* the session is still usable */
+    assert_string_equal(one, "1");
+    free(one);
+
+    /* A cancel with a wrong key does nothing. */
+    assert_int_equal(PQsendQuery(c, "SELECT pg_sleep(0.5)"), 1);
+    int fd = it_raw_connect(proxy.port);
+    static const uint8_t bogus[16] = { 0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e, 1, 2, 3, 4, 5, 6, 7, 8 };
+    assert_int_equal(it_raw_send(fd, bogus, sizeof bogus), 0);
+    assert_int_equal(it_raw_wait_closed(fd, 2000), 1);
+    close(fd);
+    r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    PQfinish(c);
+}
+
+static void test_extended_protocol(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    const char *v[2] = { "41", "pgsov" };
+    PGresult *r = PQexecParams(c, "SELECT $1::int + 1, upper($2::text)", 2, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "42");
+    assert_string_equal(PQgetvalue(r, 0, 1), "PGSOV");
+    PQclear(r);
+
+    r = PQprepare(c, "ins", "INSERT INTO public.it_proto (id, note) VALUES ($1, $2) RETURNING id * 10", 2, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQdescribePrepared(c, "ins");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    assert_int_equal(PQnparams(r), 2);
+    assert_int_equal(PQnfields(r), 1);
+    PQclear(r);
+    for (int i = 1; i <= 3; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%d", 100 + i);
+        const char *pv[2] = { id, "prepared" };
+        r = PQexecPrepared(c, "ins", 2, pv, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_int_equal(atoi(PQgetvalue(r, 0, 0)), (100 + i) * 10);
+        PQclear(r);
+    }
+    char *n = it_value(c, "SELECT count(*) FROM public.it_proto WHERE note = 'prepared'");
+    assert_string_equal(n, "3");
+    free(n);
+    /* Binary results cross unchanged. */
+    r = PQexecParams(c, "SELECT 258::int4", 0, NULL, NULL, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQgetlength(r, 0, 0), 4);
+    const unsigned char *b = (const unsigned char *)PQgetvalue(r, 0, 0);
+    assert_int_equal(b[2], 1);
+    assert_int_equal(b[3], 2);
+    PQclear(r);
+    it_exec(c, "DELETE FROM public.it_proto");
+    PQfinish(c);
+}
+
+static void test_pipeline_mode(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    assert_int_equal(PQenterPipelineMode(c), 1);
+    for (int i = 1; i <= 5; i++) {
+        char v[8];
+        snprintf(v, sizeof v, "%d", i);
+        const char *pv[1] = { v };
+        assert_int_equal(PQsendQueryParams(c, "SELECT $1::int * 2", 1, NULL, pv, NULL, NULL, 0), 1);
+    }
+    assert_int_equal(PQpipelineSync(c), 1);
+    assert_int_equal(PQsendQueryParams(c, "SELECT 'second batch'", 0, NULL, NULL, NULL, NULL, 0), 1);
+    assert_int_equal(PQpipelineSync(c), 1);
+    for (int i = 1; i <= 5; i++) {
+        PGresult *r = PQgetResult(c);
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_int_equal(atoi(PQgetvalue(r, 0, 0)), i * 2);
+        PQclear(r);
+        assert_null(PQgetResult(c));
+    }
+    PGresult *r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_PIPELINE_SYNC);
+    PQclear(r);
+    r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "second batch");
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_PIPELINE_SYNC);
+    PQclear(r);
+    assert_int_equal(PQexitPipelineMode(c), 1);
+    PQfinish(c);
+}
+
+static void test_multi_statement_query(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    assert_int_equal(PQsendQuery(c, "SELECT 1; SELECT 'two'; INSERT INTO public.it_proto VALUES (7, 'm'); "
+                                 "SELECT count(*) FROM public.it_proto WHERE id = 7; DELETE FROM public.it_proto"), 1);
+    static const struct { ExecStatusType st; const char *value; } want[] = {
+        { PGRES_TUPLES_OK, "1" }, { PGRES_TUPLES_OK, "two" }, { PGRES_COMMAND_OK, "INSERT 0 1" },
+        { PGRES_TUPLES_OK, "1" }, { PGRES_COMMAND_OK, "DELETE 1" },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        PGresult *r = PQgetResult(c);
+        assert_int_equal(PQresultStatus(r), want[i].st);
+        assert_string_equal(want[i].st == PGRES_TUPLES_OK ? PQgetvalue(r, 0, 0) : PQcmdStatus(r), want[i].value);
+        PQclear(r);
+    }
+    assert_null(PQgetResult(c));
+    PQfinish(c);
+}
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* COPY in 100 MB, then out again: same row count, same bytes (FNV-1a over the text format). */
+static void test_copy_100mb(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    PGresult *r = PQexec(c, "COPY public.it_copy (id, payload) FROM STDIN");
+    assert_int_equal(PQresultStatus(r), PGRES_COPY_IN);
+    PQclear(r);
+    const size_t target = 100u * 1024 * 1024;
+    size_t sent = 0;
+    int rows = 0;
+    uint64_t hash_in = 1469598103934665603ull;
+    char chunk[65536];
+    size_t used = 0;
+    uint32_t rnd = 12345;
+    double t0 = it_now_ms();
+    while (sent + used < target) {
+        char line[160];
+        int n = snprintf(line, sizeof line, "%d\t", ++rows);
+        for (int k = 0; k < 96; k++) {
+            rnd = rnd * 1103515245u + 12345u;
+            line[n++] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"[(rnd >> 16) % 62];
+        }
+        line[n++] = '\n';
+        if (used + (size_t)n > sizeof chunk) {
+            assert_int_equal(PQputCopyData(c, chunk, (int)used), 1);
+            sent += used;
+            used = 0;
+        }
+        memcpy(chunk + used, line, (size_t)n);
+        hash_in = fnv1a(hash_in, line, (size_t)n);
+        used += (size_t)n;
+    }
+    assert_int_equal(PQputCopyData(c, chunk, (int)used), 1);
+    sent += used;
+    assert_int_equal(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("COPY FROM STDIN: %s", PQresultErrorMessage(r));
+    char expect_status[32];
+    snprintf(expect_status, sizeof expect_status, "COPY %d", rows);
+    assert_string_equal(PQcmdStatus(r), expect_status);
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    double t_in = it_now_ms() - t0;
+
+    t0 = it_now_ms();
+    r = PQexec(c, "COPY (SELECT id, payload FROM public.it_copy ORDER BY id) TO STDOUT");
+    assert_int_equal(PQresultStatus(r), PGRES_COPY_OUT);
+    PQclear(r);
+    uint64_t hash_out = 1469598103934665603ull;
+    size_t got = 0;
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+        hash_out = fnv1a(hash_out, buf, (size_t)n);
+        got += (size_t)n;
+        PQfreemem(buf);
+    }
+    assert_int_equal(n, -1);
+    r = PQgetResult(c);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    double t_out = it_now_ms() - t0;
+    assert_true(got == sent);
+    assert_true(hash_in == hash_out);
+    char *count = it_value(c, "SELECT count(*) FROM public.it_copy");
+    assert_int_equal(atoi(count), rows);
+    free(count);
+    print_message("   COPY %.0f MB: in %.0f ms, out %.0f ms (%d rows)\n", (double)sent / 1048576.0, t_in, t_out, rows);
+    it_exec(c, "DELETE FROM public.it_copy");
+    PQfinish(c);
+}
+
+static void test_listen_notify(void **state)
+{
+    (void)state;
+    PGconn *a = app(), *b = app();
+    it_exec(a, "LISTEN it_chan");
+    it_exec(b, "NOTIFY it_chan, 'hello through pgsov'");
+    PGnotify *note = NULL;
+    double until = it_now_ms() + 3000;
+    while (!note && it_now_ms() < until) {
+        struct pollfd pfd = { .fd = PQsocket(a), .events = POLLIN };
+        poll(&pfd, 1, 100);
+        assert_int_equal(PQconsumeInput(a), 1);
+        note = PQnotifies(a);
+    }
+    assert_non_null(note);
+    assert_string_equal(note->relname, "it_chan");
+    assert_string_equal(note->extra, "hello through pgsov");
+    char *pid = it_value(b, "SELECT pg_backend_pid()");
+    assert_int_equal(note->be_pid, atoi(pid));   /* the upstream pid of b, as the server says */
+    free(pid);
+    PQfreemem(note);
+    PQfinish(a);
+    PQfinish(b);
+}
+
+static void test_large_result(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    double t0 = it_now_ms();
+    PGresult *r = PQexec(c, "SELECT g, md5(g::text) FROM generate_series(1, 1000000) g");
+    double took = it_now_ms() - t0;
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 1000000);
+    assert_string_equal(PQgetvalue(r, 999999, 0), "1000000");
+    assert_string_equal(PQgetvalue(r, 0, 1), "c4ca4238a0b923820dcc509a6f75849b");   /* md5('1') */
+    PQclear(r);
+    PQfinish(c);
+    /* The same query straight to the cluster, for comparison in the output. */
+    c = it_super("dev", "postgres");
+    t0 = it_now_ms();
+    r = PQexec(c, "SELECT g, md5(g::text) FROM generate_series(1, 1000000) g");
+    double direct = it_now_ms() - t0;
+    assert_int_equal(PQntuples(r), 1000000);
+    PQclear(r);
+    PQfinish(c);
+    print_message("   1M rows: %.0f ms through the proxy, %.0f ms direct\n", took, direct);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_extended_protocol),
+        cmocka_unit_test(test_pipeline_mode),
+        cmocka_unit_test(test_multi_statement_query),
+        cmocka_unit_test(test_copy_100mb),
+        cmocka_unit_test(test_listen_notify),
+        cmocka_unit_test(test_large_result),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
