@@ -33,7 +33,12 @@ LIB_TOOLS  := $(BUILD)/libpgsov_tools.a
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 ITEST_BINS := $(patsubst tests/integration/%.c,$(BUILD)/tests/%,$(ITEST_SRC))
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+DUP_TESTS  := $(filter $(notdir $(UNIT_BINS)),$(notdir $(ITEST_BINS)))
+ifneq ($(DUP_TESTS),)
+$(error unit and integration tests share names: $(DUP_TESTS); rename one of each pair)
+endif
 
+.SECONDARY:
 .PHONY: all deps demo test unit integration asan bench clean fuzz check-deps
 all: $(BIN)/pgsov-proxy $(BIN)/pgsov
 
@@ -55,10 +60,11 @@ $(BIN)/pgsov: $(call obj,tools/main.c) $(LIB_TOOLS) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
 
-$(BUILD)/tests/test_%: $(BUILD)/tests/unit/test_%.o $(LIB_PROXY) $(LIB_TOOLS) $(LIB_COMMON)
+# Static pattern rules: a unit and an integration test never compete for one target.
+$(UNIT_BINS): $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(LIB_PROXY) $(LIB_TOOLS) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
-$(BUILD)/tests/test_%: $(BUILD)/tests/integration/test_%.o $(call obj,$(ITEST_LIB)) $(LIB_TOOLS) $(LIB_COMMON)
+$(ITEST_BINS): $(BUILD)/tests/%: $(BUILD)/tests/integration/%.o $(call obj,$(ITEST_LIB)) $(LIB_TOOLS) $(LIB_COMMON)
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS) -lcmocka
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB_PROXY) $(LIB_TOOLS) $(LIB_COMMON)

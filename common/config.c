@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -348,6 +349,8 @@ static int handle_proxy_key(struct loader *ld, const char *key, char *v)
         SET_STR(c->audit_log);
     } else if (!strcmp(key, "pid_file")) {
         SET_STR(c->pid_file);
+    } else if (!strcmp(key, "users_file")) {
+        SET_STR(c->users_file);
     } else if (!strcmp(key, "guard")) {
         if (parse_bool(v, &c->guard) != 0)
             rc = loader_fail(ld, "guard: \"%s\" is not on or off", v);
@@ -408,6 +411,31 @@ static int handle_env_key(struct loader *ld, const char *key, char *v)
         ld->approval_set = true;
     } else if (!strcmp(key, "migrations_dir")) {
         SET_STR(e->migrations_dir);
+    } else if (!strcmp(key, "auth")) {
+        if (!strcasecmp(v, "passthrough"))
+            e->auth = ENV_AUTH_PASSTHROUGH;
+        else if (!strcasecmp(v, "proxy"))
+            e->auth = ENV_AUTH_PROXY;
+        else
+            rc = loader_fail(ld, "auth: \"%s\" is not passthrough or proxy", v);
+    } else if (!strncmp(key, "upstream_user.", 14) && key[14]) {
+        struct upstream_user_map *grown = realloc(e->user_map, (e->n_user_map + 1) * sizeof *grown);
+        if (!grown)
+            goto oom;
+        e->user_map = grown;
+        grown[e->n_user_map].client_user = strdup(key + 14);
+        grown[e->n_user_map].upstream_user = v;
+        v = NULL;
+        e->n_user_map++;
+    } else if (!strncmp(key, "upstream_password.", 18) && key[18]) {
+        struct upstream_password *grown = realloc(e->passwords, (e->n_passwords + 1) * sizeof *grown);
+        if (!grown)
+            goto oom;
+        e->passwords = grown;
+        grown[e->n_passwords].role = strdup(key + 18);
+        grown[e->n_passwords].password = v;
+        v = NULL;
+        e->n_passwords++;
     } else {
         rc = loader_fail(ld, "unknown key \"%s\" in [env.%s] (see proxy.ini.example)", key, e->name);
     }
@@ -543,6 +571,10 @@ static int validate(struct config *c, const char *name, struct pgsov_err *err)
                           "client certificates)", name);
     if (c->n_envs == 0)
         return pgsov_fail(err, "%s: no environments: add at least one [env.NAME] section", name);
+    for (size_t i = 0; i < c->n_envs; i++)
+        if (c->envs[i].auth == ENV_AUTH_PROXY && !c->users_file)
+            return pgsov_fail(err, "%s:%d: [env.%s] auth = proxy needs users_file in [proxy] (the "
+                              "client credentials the proxy checks)", name, c->envs[i].line, c->envs[i].name);
 
     for (size_t i = 0; i < c->n_envs; i++) {
         struct env_config *e = &c->envs[i];
@@ -667,6 +699,7 @@ void config_free(struct config *c)
     free(c->log_file);
     free(c->audit_log);
     free(c->pid_file);
+    free(c->users_file);
     free_list(c->privileged_functions, c->n_privileged_functions);
     for (size_t i = 0; i < c->n_envs; i++) {
         struct env_config *e = &c->envs[i];
@@ -679,6 +712,18 @@ void config_free(struct config *c)
         free(e->sslkey);
         free_list(e->host_patterns, e->n_host_patterns);
         free(e->migrations_dir);
+        for (size_t j = 0; j < e->n_user_map; j++) {
+            free(e->user_map[j].client_user);
+            free(e->user_map[j].upstream_user);
+        }
+        free(e->user_map);
+        for (size_t j = 0; j < e->n_passwords; j++) {
+            free(e->passwords[j].role);
+            if (e->passwords[j].password)
+                OPENSSL_cleanse(e->passwords[j].password, strlen(e->passwords[j].password));
+            free(e->passwords[j].password);
+        }
+        free(e->passwords);
     }
     free(c->envs);
     free(c);
@@ -696,6 +741,22 @@ const struct env_config *config_find_env(const struct config *cfg, const char *n
             if (strcasecmp(e->aliases[j], name) == 0)
                 return e;
     }
+    return NULL;
+}
+
+const char *env_upstream_user(const struct env_config *env, const char *client_user)
+{
+    for (size_t i = 0; i < env->n_user_map; i++)
+        if (strcmp(env->user_map[i].client_user, client_user) == 0)
+            return env->user_map[i].upstream_user;
+    return client_user;
+}
+
+const char *env_upstream_password(const struct env_config *env, const char *role)
+{
+    for (size_t i = 0; i < env->n_passwords; i++)
+        if (strcmp(env->passwords[i].role, role) == 0)
+            return env->passwords[i].password;
     return NULL;
 }
 

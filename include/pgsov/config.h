@@ -27,6 +27,19 @@ enum sslmode {
 };
 
 enum log_format { LOG_FORMAT_KV, LOG_FORMAT_JSON };
+
+/* Who authenticates the client (same values as rules.h's enum rule_auth). */
+enum env_auth { ENV_AUTH_PASSTHROUGH = 0, ENV_AUTH_PROXY = 1 };
+
+struct upstream_user_map {      /* upstream_user.CLIENT = ROLE */
+    char *client_user;
+    char *upstream_user;
+};
+
+struct upstream_password {      /* upstream_password.ROLE = secret (from ${VAR}) */
+    char *role;
+    char *password;
+};
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
 
 struct env_config {
@@ -44,6 +57,11 @@ struct env_config {
     bool require_approval;      /* migrate refuses without --approve (default: true for an
                                    environment named production, false otherwise)          */
     char *migrations_dir;       /* default "migrations"                                    */
+    enum env_auth auth;         /* passthrough (default) or proxy                          */
+    struct upstream_user_map *user_map;     /* client user → upstream role (auth = proxy)  */
+    size_t n_user_map;
+    struct upstream_password *passwords;    /* upstream role → password (auth = proxy)      */
+    size_t n_passwords;
     int line;                   /* line of the section header, for messages                */
 };
 
@@ -70,6 +88,7 @@ struct config {
     char *log_file;             /* NULL: stderr                                            */
     char *audit_log;            /* NULL: no audit log                                      */
     char *pid_file;
+    char *users_file;           /* client credentials for auth = proxy (users.h format)    */
 
     /* statement guard */
     bool guard;                 /* classify and enforce statement classes (default on)    */
@@ -91,6 +110,11 @@ int config_load_string(const char *text, const char *name, struct config **out,
                        struct pgsov_err *err);
 
 void config_free(struct config *cfg);
+
+/* auth = proxy: the upstream role for a client user (upstream_user.CLIENT, else the client's
+ * own name) and that role's password (upstream_password.ROLE, NULL when none is configured). */
+const char *env_upstream_user(const struct env_config *env, const char *client_user);
+const char *env_upstream_password(const struct env_config *env, const char *role);
 
 /* Environment by canonical name or alias (case-insensitive), or NULL. */
 const struct env_config *config_find_env(const struct config *cfg, const char *name);
