@@ -429,6 +429,13 @@ int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms)
     if (p->pid <= 0)
         return -1;
     kill(p->pid, sig);
+    return it_proxy_wait_exit(p, timeout_ms);
+}
+
+int it_proxy_wait_exit(struct it_proxy *p, int timeout_ms)
+{
+    if (p->pid <= 0)
+        return -1;
     for (int waited = 0; waited < timeout_ms; waited += 10) {
         int st;
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {

@@ -79,6 +79,10 @@ void it_proxy_start(struct it_proxy *p, const char *proxy_extra, const char *rul
  * if it had to be killed. */
 int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms);
 
+/* Waits up to timeout_ms for the proxy to exit by itself; returns its exit status, or -1
+ * when it did not (it is then killed, so the test leaves nothing behind). */
+int it_proxy_wait_exit(struct it_proxy *p, int timeout_ms);
+
 /* Connects through the proxy: "host=127.0.0.1 port=<proxy> sslmode=disable " + rest. */
 PGconn *it_proxy_connect(const struct it_proxy *p, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
