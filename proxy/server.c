@@ -13,6 +13,7 @@
 #include <event2/thread.h>
 #include <netdb.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,12 +25,20 @@
 #include <unistd.h>
 
 #include "pgsov/guard.h"
+#include "pgsov/scram.h"
+#include "pgsov/users.h"
 #include "pgsov/log.h"
 #include "pgsov/session.h"
 #include "pgsov/tls.h"
 
 #define MAX_LISTENERS 16
 #define WORKER_STACK (8u * 1024 * 1024)
+
+struct key_cache_entry {        /* one upstream credential's SCRAM keys */
+    struct key_cache_entry *next;
+    unsigned char id[32];       /* SHA-256 over environment, role and password */
+    struct scram_key_cache keys;
+};
 
 struct worker {
     int index;
@@ -42,6 +51,9 @@ struct worker {
     struct session *sessions;
     int n_sessions;
     struct guard *guard;
+    struct backoff *backoff;        /* failed proxy logins per source */
+    struct key_cache_entry *key_cache;
+    int n_key_cache;
     atomic_int command;             /* CMD_* */
     bool draining;
 };
@@ -54,6 +66,12 @@ static atomic_int n_clients;
 static const char *config_path_for_reload;
 static struct worker *workers;
 static int n_workers;
+static unsigned char mock_secret[SCRAM_MOCK_SECRET_LEN];
+
+const unsigned char *server_mock_secret(void)
+{
+    return mock_secret;
+}
 
 /* ---- snapshots ---------------------------------------------------------------------------- */
 
@@ -67,6 +85,7 @@ static void snapshot_destroy(struct snapshot *s)
         free(s->upstreams);
     }
     SSL_CTX_free(s->client_ctx);
+    users_free(s->users);
     rules_free(s->rules);
     config_free(s->cfg);
     free(s);
@@ -123,6 +142,8 @@ int snapshot_load(const char *config_path, struct snapshot **out, struct pgsov_e
         goto fail;
     if (tls_client_side_ctx(s->cfg, &s->client_ctx, err) != 0)
         goto fail;
+    if (s->cfg->users_file && users_load(s->cfg->users_file, &s->users, err) != 0)
+        goto fail;
     s->upstreams = calloc(s->cfg->n_envs, sizeof *s->upstreams);
     if (!s->upstreams) {
         pgsov_fail(err, "out of memory");
@@ -175,6 +196,39 @@ struct event_base *worker_base(struct worker *w)
 struct guard *worker_guard(struct worker *w)
 {
     return w->guard;
+}
+
+struct backoff *worker_backoff(struct worker *w)
+{
+    return w->backoff;
+}
+
+struct scram_key_cache *worker_key_cache(struct worker *w, const char *env, const char *role,
+                                         const char *password)
+{
+    unsigned char id[32];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = sizeof id;
+    if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, env, strlen(env) + 1) != 1 || EVP_DigestUpdate(md, role, strlen(role) + 1) != 1 ||
+        EVP_DigestUpdate(md, password, strlen(password)) != 1 || EVP_DigestFinal_ex(md, id, &n) != 1) {
+        EVP_MD_CTX_free(md);
+        return NULL;
+    }
+    EVP_MD_CTX_free(md);
+    for (struct key_cache_entry *e = w->key_cache; e; e = e->next)
+        if (CRYPTO_memcmp(e->id, id, sizeof id) == 0)
+            return &e->keys;
+    if (w->n_key_cache >= 256)     /* credentials are few; a bound keeps a bug from growing it */
+        return NULL;
+    struct key_cache_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    memcpy(e->id, id, sizeof id);
+    e->next = w->key_cache;
+    w->key_cache = e;
+    w->n_key_cache++;
+    return &e->keys;
 }
 
 bool worker_draining(const struct worker *w)
@@ -369,6 +423,12 @@ static int worker_init(struct worker *w, int index, const struct config *cfg, st
         if (!w->guard)
             return pgsov_fail(err, "cannot create the statement guard (check privileged_functions)");
     }
+    struct backoff_policy policy = BACKOFF_POLICY_DEFAULT;
+    uint64_t seed;
+    memcpy(&seed, mock_secret, sizeof seed);
+    w->backoff = backoff_new(4096, &policy, seed + (uint64_t)index, err);
+    if (!w->backoff)
+        return -1;
     return worker_listen(w, cfg, err);
 }
 
@@ -437,6 +497,10 @@ int server_run(const char *config_path)
     evthread_use_pthreads();
     raise_fd_limit();
     config_path_for_reload = config_path;
+    if (scram_mock_secret_init(mock_secret, &err) != 0) {
+        fprintf(stderr, "pgsov-proxy: %s\n", err.msg);
+        return 1;
+    }
     if (snapshot_load(config_path, &snap, &err) != 0) {
         fprintf(stderr, "pgsov-proxy: %s\n", err.msg);
         return 1;

@@ -3,6 +3,8 @@
  * States move through session_set_state() only:
  *   S_STARTUP      reading SSLRequest / GSSENCRequest / CancelRequest / StartupMessage
  *   S_CLIENT_TLS   TLS handshake with the client
+ *   S_CLIENT_AUTH  auth = proxy: the proxy authenticates the client (SCRAM, certificate) before
+ *                  any upstream connection is opened
  *   S_CONNECTING   TCP connect to the upstream (tries each resolved address)
  *   S_UPSTREAM_SSL SSLRequest sent, waiting for 'S' / 'N'
  *   S_UPSTREAM_TLS TLS handshake with the upstream
@@ -47,7 +49,9 @@
 #include "pgsov/guard.h"
 #include "pgsov/log.h"
 #include "pgsov/rules.h"
+#include "pgsov/scram.h"
 #include "pgsov/server.h"
+#include "pgsov/users.h"
 #include "pgsov/tls.h"
 #include "pgsov/wire.h"
 
@@ -58,13 +62,23 @@
 #define REFUSAL_STMT_NAME "pgsov_refused"
 
 enum session_state {
-    S_STARTUP, S_CLIENT_TLS, S_CONNECTING, S_UPSTREAM_SSL, S_UPSTREAM_TLS, S_AUTH, S_RELAY,
-    S_CLOSING,
+    S_STARTUP, S_CLIENT_TLS, S_CLIENT_AUTH, S_CONNECTING, S_UPSTREAM_SSL, S_UPSTREAM_TLS, S_AUTH,
+    S_RELAY, S_CLOSING,
 };
 
 static const char *const state_names[] = {
-    "startup", "client_tls", "connecting", "upstream_ssl", "upstream_tls", "auth", "relay",
-    "closing",
+    "startup", "client_tls", "client_auth", "connecting", "upstream_ssl", "upstream_tls", "auth",
+    "relay", "closing",
+};
+
+/* auth = proxy: what authentication needs, freed once the session relays. */
+struct proxy_auth {
+    const struct user_entry *entry;     /* NULL: unknown user (mock exchange) */
+    unsigned char cb_data[SCRAM_CB_MAX];/* our certificate's tls-server-end-point hash */
+    size_t cb_len;
+    struct scram_server *server;        /* client ↔ proxy */
+    struct scram_client *client;        /* proxy ↔ upstream */
+    bool failed;                        /* answer 28P01 when the back-off timer fires */
 };
 
 struct refusal {                 /* a refusal whose marked server error has not come back */
@@ -103,6 +117,13 @@ struct session {
     bool client_tls;
     bool gssenc_answered;
 
+    /* auth = proxy */
+    bool proxy_auth;
+    char upstream_user[64];             /* the role the proxy logs in as */
+    const char *upstream_password;      /* from the snapshot's config; NULL: none configured */
+    struct proxy_auth *auth;
+    unsigned char backoff_key[BACKOFF_KEY_LEN];
+
     /* startup for the upstream, built once routed */
     struct evbuffer *upstream_startup;
     int addr_index;
@@ -137,6 +158,7 @@ struct session {
 static atomic_uint_fast64_t next_session_id = 1;
 
 static void session_free(struct session *s);
+static void proxy_auth_free(struct session *s);
 static void client_read_cb(struct bufferevent *bev, void *arg);
 static void client_event_cb(struct bufferevent *bev, short what, void *arg);
 static void client_write_cb(struct bufferevent *bev, void *arg);
@@ -152,8 +174,9 @@ static bool transition_ok(enum session_state from, enum session_state to)
     if (to == S_CLOSING)
         return true;
     switch (from) {
-    case S_STARTUP: return to == S_CLIENT_TLS || to == S_CONNECTING || to == S_STARTUP;
+    case S_STARTUP: return to == S_CLIENT_TLS || to == S_CONNECTING || to == S_CLIENT_AUTH;
     case S_CLIENT_TLS: return to == S_STARTUP;
+    case S_CLIENT_AUTH: return to == S_CONNECTING;
     case S_CONNECTING: return to == S_UPSTREAM_SSL || to == S_AUTH || to == S_CONNECTING;
     case S_UPSTREAM_SSL: return to == S_UPSTREAM_TLS;
     case S_UPSTREAM_TLS: return to == S_AUTH;
@@ -287,6 +310,7 @@ static void session_free(struct session *s)
         close(s->client_fd);
     if (s->upstream_startup)
         evbuffer_free(s->upstream_startup);
+    proxy_auth_free(s);
     if (s->cancel_registered)
         cancel_unregister(s->proxy_pid);
     while (s->refusals) {
@@ -311,6 +335,15 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
     switch (s->state) {
+    case S_CLIENT_AUTH:
+        if (s->auth && s->auth->failed) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "password authentication failed for user \"%s\"", s->user);
+            session_fatal(s, "28P01", msg, NULL, NULL, "authentication failed");
+            return;
+        }
+        session_fatal(s, "08006", "pgsov: authentication timed out", NULL, NULL, "auth timeout");
+        return;
     case S_CLOSING:
         s->close_reason = "client did not read its last message";
         session_free(s);
@@ -396,6 +429,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *addr, sockl
     for (int i = 0; i < 8; i++)
         snprintf(s->nonce + 2 * i, 3, "%02x", rnd[i]);
     describe_source(s, addr, len);
+    backoff_key_from_sockaddr(addr, s->backoff_key);
     worker_session_added(w, s);
 
     if (addr->sa_family != AF_UNIX) {
@@ -643,6 +677,24 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
         return false;
     }
     s->rule = r;
+    int mode = r->auth >= 0 ? r->auth : (int)env->auth;
+    s->proxy_auth = mode == RULE_AUTH_PROXY;
+    if (s->proxy_auth) {
+        if (!s->snap->users) {
+            session_fatal(s, "28000", "pgsov: this environment needs proxy authentication, but no "
+                          "users_file is configured", NULL, "Set users_file in [proxy].", "no users file");
+            return false;
+        }
+        const char *up = r->upstream_user ? r->upstream_user : env_upstream_user(env, s->user);
+        if (strlen(up) >= sizeof s->upstream_user) {
+            session_fatal(s, "28000", "pgsov: upstream role name too long", NULL, NULL, "long upstream user");
+            return false;
+        }
+        snprintf(s->upstream_user, sizeof s->upstream_user, "%s", up);
+        s->upstream_password = env_upstream_password(env, up);
+    } else {
+        snprintf(s->upstream_user, sizeof s->upstream_user, "%s", s->user);
+    }
 
     /* The upstream's StartupMessage. */
     const char *keys[WIRE_STARTUP_MAX_PARAMS], *values[WIRE_STARTUP_MAX_PARAMS];
@@ -655,6 +707,8 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
         if (!strcmp(k, "database")) {
             values[n] = real_db;
             have_db = true;
+        } else if (!strcmp(k, "user")) {
+            values[n] = s->upstream_user;
         } else if (!strcmp(k, "options") && took == 1) {
             if (!rest[0] || strspn(rest, " \t") == strlen(rest))
                 continue;
@@ -679,11 +733,15 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
     id_text(s, id, sizeof id);
     snprintf(rule_at, sizeof rule_at, "%s:%d", r->file, r->line);
     class_set_format(r->classes, classes, sizeof classes);
-    log_event(LOG_INFO, "route", "session", id, "src", s->source, "user", s->user, "env",
-              s->env_name, "db", real_db, "tls", tls_text(s, tlsbuf, sizeof tlsbuf), "rule", rule_at,
-              "classes", classes, NULL);
+    log_event(LOG_INFO, "route", "session", id, "src", s->source, "user", s->user,
+              "upstream_user", s->upstream_user, "env", s->env_name, "db", real_db,
+              "auth", s->proxy_auth ? "proxy" : "passthrough", "tls", tls_text(s, tlsbuf, sizeof tlsbuf),
+              "rule", rule_at, "classes", classes, NULL);
     return true;
 }
+
+static void client_auth_begin(struct session *s);
+static void client_auth_message(struct session *s);
 
 static void handle_startup_packet(struct session *s, const uint8_t *pkt, uint32_t len)
 {
@@ -756,6 +814,10 @@ static void handle_startup_packet(struct session *s, const uint8_t *pkt, uint32_
 
     if (!route_startup(s, &sp))
         return;
+    if (s->proxy_auth) {
+        client_auth_begin(s);
+        return;
+    }
     s->addr_index = 0;
     session_set_state(s, S_CONNECTING);
     upstream_connect_next(s);
@@ -922,6 +984,8 @@ static void check_parameter_status(struct session *s, const uint8_t *body, uint3
     }
 }
 
+static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t len);
+
 /* Server messages before the first ReadyForQuery: authentication, parameters, keys. */
 static void auth_from_server(struct session *s)
 {
@@ -948,6 +1012,12 @@ static void auth_from_server(struct session *s)
         s->bytes_from_server += 1 + len;
         switch (type) {
         case 'R':
+            if (s->proxy_auth) {
+                evbuffer_drain(in, 1 + len);
+                if (!upstream_login_step(s, body, body_len))
+                    return;
+                continue;
+            }
             if (body_len >= 4 && get32(body) == 10) {
                 if (wire_sasl_without_plus(body, body_len, out) <= 0) {
                     evbuffer_drain(in, 1 + len);
@@ -986,6 +1056,7 @@ static void auth_from_server(struct session *s)
                 s->txn_status = (char)body[0];
             evbuffer_remove_buffer(in, out, 1 + len);
             session_set_state(s, S_RELAY);
+            proxy_auth_free(s);
             arm_timer(s, cfg_of(s)->idle_timeout_ms);
             if (cfg_of(s)->idle_timeout_ms <= 0) {
                 event_free(s->timer);   /* idle sessions keep no timer: memory per client */
@@ -1001,6 +1072,20 @@ static void auth_from_server(struct session *s)
                 client_read_cb(s->client, s);
             return;
         case 'E': {
+            struct wire_error_fields f;
+            if (s->proxy_auth && wire_parse_error(body, body_len, &f) == 0 && f.sqlstate &&
+                strncmp(f.sqlstate, "28", 2) == 0) {
+                /* The upstream refused the proxy's own credentials: say so without naming them. */
+                char id[24];
+                id_text(s, id, sizeof id);
+                log_event(LOG_ERROR, "upstream_login_failed", "session", id, "env", s->env_name,
+                          "upstream_user", s->upstream_user, "error", f.message ? f.message : "", NULL);
+                evbuffer_drain(in, 1 + len);
+                session_fatal(s, "08004", "pgsov: the upstream refused the proxy's login for this user",
+                              NULL, "The proxy's operator should check upstream_user and upstream_password "
+                              "for this environment in proxy.ini.", "upstream login refused");
+                return;
+            }
             evbuffer_remove_buffer(in, out, 1 + len);
             session_close_after_flush(s, "upstream refused authentication");
             return;
@@ -1054,6 +1139,299 @@ static void auth_from_client(struct session *s)
         }
         s->bytes_from_client += 1 + len;
         evbuffer_remove_buffer(in, out, 1 + len);
+    }
+}
+
+/* ---- auth = proxy ------------------------------------------------------------------------ */
+
+static void proxy_auth_free(struct session *s)
+{
+    if (!s->auth)
+        return;
+    scram_server_free(s->auth->server);
+    scram_client_free(s->auth->client);
+    free(s->auth);
+    s->auth = NULL;
+}
+
+static void send_auth_request(struct session *s, uint32_t code, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    uint8_t hdr[9] = { 'R' };
+    uint32_t total = (uint32_t)(8 + len);
+    hdr[1] = (uint8_t)(total >> 24); hdr[2] = (uint8_t)(total >> 16);
+    hdr[3] = (uint8_t)(total >> 8); hdr[4] = (uint8_t)total;
+    hdr[5] = (uint8_t)(code >> 24); hdr[6] = (uint8_t)(code >> 16);
+    hdr[7] = (uint8_t)(code >> 8); hdr[8] = (uint8_t)code;
+    evbuffer_add(out, hdr, sizeof hdr);
+    if (len)
+        evbuffer_add(out, data, len);
+}
+
+/* A 'p' message to the upstream: SASLInitialResponse when mech is set, else raw data. */
+static void send_password_message(struct session *s, const char *mech, const void *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(s->server);
+    size_t body = mech ? strlen(mech) + 1 + 4 + len : len;
+    uint8_t hdr[5] = { 'p' };
+    uint32_t total = (uint32_t)(4 + body);
+    hdr[1] = (uint8_t)(total >> 24); hdr[2] = (uint8_t)(total >> 16);
+    hdr[3] = (uint8_t)(total >> 8); hdr[4] = (uint8_t)total;
+    evbuffer_add(out, hdr, 5);
+    if (mech) {
+        uint8_t n[4] = { (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len };
+        evbuffer_add(out, mech, strlen(mech) + 1);
+        evbuffer_add(out, n, 4);
+    }
+    evbuffer_add(out, data, len);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Every failure looks the same to the client (28P01), answered after the source's back-off. */
+static void client_auth_failed(struct session *s, const char *why)
+{
+    char id[24];
+    id_text(s, id, sizeof id);
+    log_event(LOG_WARN, "auth_failed", "session", id, "src", s->source, "user", s->user,
+              "env", s->env_name, "reason", why, NULL);
+    char tlsbuf[300];
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", "authentication_failed",
+                          "session", id, "environment", s->env_name, "user", s->user,
+                          "source", s->source, "tls", tls_text(s, tlsbuf, sizeof tlsbuf));
+    audit_write(a);
+    unsigned delay = backoff_failure(worker_backoff(s->w), s->backoff_key, now_ms());
+    s->auth->failed = true;
+    bufferevent_disable(s->client, EV_READ);
+    if (delay == 0) {
+        timer_cb(-1, 0, s);
+        return;
+    }
+    arm_timer(s, (int)delay);
+}
+
+static void client_auth_done(struct session *s)
+{
+    backoff_success(worker_backoff(s->w), s->backoff_key);
+    scram_server_free(s->auth->server);
+    s->auth->server = NULL;
+    s->addr_index = 0;
+    session_set_state(s, S_CONNECTING);
+    upstream_connect_next(s);
+}
+
+static void client_auth_begin(struct session *s)
+{
+    session_set_state(s, S_CLIENT_AUTH);
+    s->auth = calloc(1, sizeof *s->auth);
+    if (!s->auth) {
+        session_close_after_flush(s, "out of memory");
+        return;
+    }
+    const struct users *users = s->snap->users;
+    const struct user_entry *u = users_find(users, s->user);
+    s->auth->entry = u;
+    if (u && u->method == USER_CERT) {
+        if (s->tls_id.has_cert && users_cert_allows(users, s->tls_id.cn, strlen(s->tls_id.cn), s->user))
+            client_auth_done(s);
+        else
+            client_auth_failed(s, "no verified client certificate maps to this user");
+        return;
+    }
+    if (u && u->method == USER_TRUST) {
+        client_auth_done(s);
+        return;
+    }
+    /* SCRAM; an unknown user gets a mock exchange that fails only at the end. */
+    if (s->client_tls) {
+        X509 *cert = SSL_get_certificate(bufferevent_openssl_get_ssl(s->client));
+        struct pgsov_err err;
+        if (!cert || scram_cert_endpoint_hash(cert, s->auth->cb_data, &s->auth->cb_len, &err) != 0)
+            s->auth->cb_len = 0;
+    }
+    const char *names[2];
+    size_t n = scram_server_mechanisms(s->auth->cb_len > 0, names);
+    char list[64];
+    size_t used = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(names[i]) + 1;
+        memcpy(list + used, names[i], l);
+        used += l;
+    }
+    list[used++] = '\0';
+    send_auth_request(s, 10, list, used);
+}
+
+static void client_auth_message(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->client);
+    while (s->state == S_CLIENT_AUTH && !s->auth->failed) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < WIRE_HEADER_LEN)
+            return;
+        uint8_t hdr[5];
+        evbuffer_copyout(in, hdr, 5);
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, SCRAM_MAX_MESSAGE + 128, &type, &len, &err) != 0 || type != 'p') {
+            session_fatal(s, "08P01", "pgsov: expected a SASL response", NULL, NULL, "protocol violation in auth");
+            return;
+        }
+        if (avail < 1 + (size_t)len)
+            return;
+        uint8_t *msg = evbuffer_pullup(in, 1 + len);
+        const uint8_t *body = msg + 5;
+        uint32_t blen = len - 4;
+        const char *out;
+        size_t out_len;
+        s->bytes_from_client += 1 + len;
+        if (!s->auth->server) {
+            /* SASLInitialResponse: mechanism, int32 length (-1: none), data */
+            size_t mlen = strnlen((const char *)body, blen);
+            if (mlen == blen || blen - mlen - 1 < 4) {
+                evbuffer_drain(in, 1 + len);
+                client_auth_failed(s, "malformed SASLInitialResponse");
+                return;
+            }
+            const uint8_t *p = body + mlen + 1;
+            uint32_t dlen = get32(p);
+            if (dlen != blen - mlen - 1 - 4) {
+                evbuffer_drain(in, 1 + len);
+                client_auth_failed(s, "SASLInitialResponse length mismatch");
+                return;
+            }
+            const struct user_entry *u = s->auth->entry;
+            struct scram_server_params params = {
+                .verifier = u && u->method == USER_SCRAM ? &u->verifier : NULL,
+                .user = s->user,
+                .mock_secret = server_mock_secret(),
+                .cb_data = s->auth->cb_len ? s->auth->cb_data : NULL,
+                .cb_len = s->auth->cb_len,
+            };
+            s->auth->server = scram_server_begin(&params, (const char *)body, &err);
+            if (!s->auth->server ||
+                scram_server_handle_client_first(s->auth->server, (const char *)p + 4, dlen, &out,
+                                                 &out_len, &err) != 0) {
+                evbuffer_drain(in, 1 + len);
+                client_auth_failed(s, err.msg);
+                return;
+            }
+            evbuffer_drain(in, 1 + len);
+            send_auth_request(s, 11, out, out_len);
+            continue;
+        }
+        int rc = scram_server_handle_client_final(s->auth->server, (const char *)body, blen, &out,
+                                                  &out_len, &err);
+        evbuffer_drain(in, 1 + len);
+        if (rc != 0) {
+            client_auth_failed(s, err.msg);
+            return;
+        }
+        send_auth_request(s, 12, out, out_len);
+        client_auth_done(s);
+        return;
+    }
+}
+
+static bool upstream_login_fail(struct session *s, const char *why)
+{
+    char id[24];
+    id_text(s, id, sizeof id);
+    log_event(LOG_ERROR, "upstream_login_failed", "session", id, "env", s->env_name,
+              "upstream_user", s->upstream_user, "error", why, NULL);
+    session_fatal(s, "08004", "pgsov: the proxy could not log in to the upstream for this user",
+                  NULL, "The proxy's operator can see why in its log (event upstream_login_failed).",
+                  "upstream login failed");
+    return false;
+}
+
+/* One upstream Authentication* message while the proxy logs in with its own credentials.
+ * Returns false when the session has been closed. */
+static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t len)
+{
+    if (len < 4)
+        return upstream_login_fail(s, "short Authentication message");
+    uint32_t code = get32(body);
+    const char *pw = s->upstream_password;
+    struct pgsov_err err;
+    const char *out;
+    size_t out_len;
+    bool tls = s->snap->upstreams[s->env_index].ssl_ctx != NULL;
+
+    if (code == 0) {                     /* AuthenticationOk: now the client may know */
+        if (s->auth && s->auth->client)
+            return upstream_login_fail(s, "upstream accepted the login before SCRAM completed");
+        send_auth_request(s, 0, NULL, 0);
+        return true;
+    }
+    if (!pw) {
+        char why[200];
+        snprintf(why, sizeof why, "no upstream_password.%s in [env.%s]", s->upstream_user, s->env_name);
+        return upstream_login_fail(s, why);
+    }
+    switch (code) {
+    case 3:                              /* cleartext: only inside TLS */
+        if (!tls)
+            return upstream_login_fail(s, "upstream asks for a cleartext password over a plaintext link");
+        send_password_message(s, NULL, pw, strlen(pw) + 1);
+        return true;
+    case 5: {                            /* MD5 */
+        char md5[36];
+        if (len != 8 || scram_md5_response(s->upstream_user, pw, strlen(pw), body + 4, md5, &err) != 0)
+            return upstream_login_fail(s, "bad AuthenticationMD5Password");
+        send_password_message(s, NULL, md5, strlen(md5) + 1);
+        return true;
+    }
+    case 10: {                           /* SASL: pick, start */
+        unsigned char cb[SCRAM_CB_MAX];
+        size_t cb_len = 0;
+        if (tls) {
+            X509 *cert = SSL_get1_peer_certificate(bufferevent_openssl_get_ssl(s->server));
+            if (cert && scram_cert_endpoint_hash(cert, cb, &cb_len, &err) != 0)
+                cb_len = 0;
+            X509_free(cert);
+        }
+        enum scram_mechanism mech;
+        if (scram_select_mechanism((const char *)body + 4, len - 4, cb_len > 0, false, &mech, &err) != 0)
+            return upstream_login_fail(s, err.msg);
+        struct scram_client_params params = {
+            .password = pw, .password_len = strlen(pw), .user = NULL, .mechanism = mech,
+            .cb_data = cb_len ? cb : NULL, .cb_len = cb_len,
+            .cache = worker_key_cache(s->w, s->env_name, s->upstream_user, pw),
+        };
+        if (!s->auth && !(s->auth = calloc(1, sizeof *s->auth)))
+            return upstream_login_fail(s, "out of memory");
+        s->auth->client = scram_client_begin(&params, &err);
+        if (!s->auth->client || scram_client_first(s->auth->client, &out, &out_len, &err) != 0)
+            return upstream_login_fail(s, err.msg);
+        send_password_message(s, scram_mechanism_name(mech), out, out_len);
+        return true;
+    }
+    case 11:                             /* SASLContinue */
+        if (!s->auth || !s->auth->client ||
+            scram_client_handle_server_first(s->auth->client, (const char *)body + 4, len - 4, &out,
+                                             &out_len, &err) != 0)
+            return upstream_login_fail(s, s->auth && s->auth->client ? err.msg : "unexpected SASLContinue");
+        send_password_message(s, NULL, out, out_len);
+        return true;
+    case 12:                             /* SASLFinal: the upstream must prove itself */
+        if (!s->auth || !s->auth->client ||
+            scram_client_handle_server_final(s->auth->client, (const char *)body + 4, len - 4, &err) != 0)
+            return upstream_login_fail(s, s->auth && s->auth->client ? err.msg : "unexpected SASLFinal");
+        scram_client_free(s->auth->client);
+        s->auth->client = NULL;
+        return true;
+    default: {
+        char why[80];
+        snprintf(why, sizeof why, "unsupported authentication request %u", code);
+        return upstream_login_fail(s, why);
+    }
     }
 }
 
@@ -1472,8 +1850,12 @@ static void client_read_cb(struct bufferevent *bev, void *arg)
     case S_STARTUP:
         read_startup(s);
         return;
+    case S_CLIENT_AUTH:
+        client_auth_message(s);
+        return;
     case S_AUTH:
-        auth_from_client(s);
+        if (!s->proxy_auth)
+            auth_from_client(s);
         return;
     case S_RELAY:
         relay_from_client(s);

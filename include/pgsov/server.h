@@ -26,6 +26,7 @@ struct snapshot {
     struct config *cfg;
     struct rules *rules;
     SSL_CTX *client_ctx;                    /* NULL: client_tls = disable */
+    struct users *users;                    /* users_file, NULL when not configured */
     struct upstream_target *upstreams;      /* one per cfg->envs[i] */
     atomic_int refs;
 };
@@ -43,7 +44,19 @@ struct session;
 struct guard;
 struct event_base;
 
+struct backoff;
+
+/* Random per process: the salt of mock SCRAM exchanges for unknown users. */
+const unsigned char *server_mock_secret(void);
+
 struct event_base *worker_base(struct worker *w);
+struct backoff *worker_backoff(struct worker *w);
+
+struct scram_key_cache;
+/* The worker's SCRAM key cache for one upstream credential (environment, role, password), so
+ * upstream logins skip PBKDF2 after the first. NULL when memory runs out (then no cache). */
+struct scram_key_cache *worker_key_cache(struct worker *w, const char *env, const char *role,
+                                         const char *password);
 struct guard *worker_guard(struct worker *w);
 void worker_session_added(struct worker *w, struct session *s);
 void worker_session_removed(struct worker *w, struct session *s);
