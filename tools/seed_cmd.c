@@ -21,7 +21,7 @@ struct seed_opts {
     const char *scenario;
     const char *out_dir;
     uint64_t seed;
-    bool have_seed, truncate, dry_run;
+    bool have_seed, truncate, dry_run, no_bulk;
     double scale;
 };
 
@@ -40,6 +40,8 @@ static void seed_usage(FILE *out)
             "  --scale F           multiply the root tables' row counts by F (default 1)\n"
             "  --truncate          empty the scenario's tables first (same transaction)\n"
             "  --dry-run           print row counts and sample rows; connect to nothing\n"
+            "  --no-bulk           keep keys and indexes in place while loading (slower; see\n"
+            "                      docs/seed.md, \"bulk load\")\n"
             "  --out DIR           write one CSV file per table (RFC 4180) instead of loading\n"
             TARGET_FLAGS_HELP
             "  -h, --help          this text\n");
@@ -106,6 +108,8 @@ static int parse_args(int argc, char **argv, struct seed_opts *o, struct pgsov_e
             o->truncate = true;
         } else if (strcmp(argv[i], "--dry-run") == 0) {
             o->dry_run = true;
+        } else if (strcmp(argv[i], "--no-bulk") == 0) {
+            o->no_bulk = true;
         } else {
             return pgsov_fail(err, "unknown option \"%s\" (see pgsov seed --help)", argv[i]);
         }
@@ -195,9 +199,10 @@ static int sample_line(void *ctx, const char *line, size_t len, struct pgsov_err
 {
     struct sample *s = ctx;
     if (s->shown < 3) {
-        printf("    %.*s", (int)len, line);
-        if (len >= 2 && line[len - 2] == '\r')
-            printf("\n");
+        size_t n = len;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            n--;
+        printf("    %.*s\n", (int)n, line);
         s->shown++;
     }
     return 0;
@@ -405,6 +410,180 @@ static int truncate_tables(PGconn *c, const struct seed_scenario *sc, struct pgs
     return 0;
 }
 
+/* ---- bulk load ------------------------------------------------------------------------------
+ * Checking a foreign key and maintaining a B-tree costs more per row than writing the row, so
+ * when every table of the scenario is empty (or was just truncated) and the seeding role owns
+ * them, their keys and indexes are dropped before COPY and re-created after it, inside the same
+ * transaction, as pg_restore does: one bulk build and one validation query per constraint
+ * instead of a trigger and an index insertion per row. The end state is the same catalog
+ * (names, definitions, comments); a failure anywhere rolls all of it back. Anything the simple
+ * recipe would not restore exactly (partitioned tables, replica identity by index, clustered or
+ * tablespace-placed indexes, renamed constraint indexes, foreign tables) keeps the slow path. */
+
+struct bulk_plan {
+    PGresult *stmts;    /* phase, drop_sql, create_sql, comment_sql; ordered by phase */
+};
+
+/* ARRAY['"app"."clients"', ...]::regclass[] as one text parameter "{...}" (malloc'd). */
+static char *regclass_array(PGconn *c, const struct seed_scenario *sc)
+{
+    size_t cap = 8;
+    for (size_t t = 0; t < seed_table_count(sc); t++)
+        cap += 4 * strlen(seed_table_name(sc, t)) + 16;
+    char *arr = malloc(cap), *o = arr;
+    if (!arr)
+        return NULL;
+    *o++ = '{';
+    for (size_t t = 0; t < seed_table_count(sc); t++) {
+        char *q = quote_qualified(c, seed_table_name(sc, t));
+        if (!q) {
+            free(arr);
+            return NULL;
+        }
+        if (t)
+            *o++ = ',';
+        *o++ = '"';
+        for (const char *p = q; *p; p++) {     /* array-literal escaping of the quoted name */
+            if (*p == '"' || *p == '\\')
+                *o++ = '\\';
+            *o++ = *p;
+        }
+        *o++ = '"';
+        free(q);
+    }
+    *o++ = '}';
+    *o = '\0';
+    return arr;
+}
+
+static const char bulk_eligible_sql[] =
+    "WITH t AS (SELECT unnest($1::regclass[])::oid AS rel) "
+    "SELECT (SELECT count(*) FROM pg_class c WHERE c.oid IN (SELECT rel FROM t) AND "
+    "        (NOT pg_has_role(c.relowner, 'USAGE') OR c.relkind <> 'r' OR c.relispartition "
+    "         OR c.relreplident = 'i')) "
+    "     + (SELECT count(*) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+    "        WHERE i.indrelid IN (SELECT rel FROM t) AND (i.indisclustered OR ic.reltablespace <> 0 "
+    "         OR NOT i.indisvalid OR EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid "
+    "           AND k.conrelid = i.indrelid AND k.conname <> ic.relname))) "
+    "     + (SELECT count(*) FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid "
+    "        WHERE k.contype = 'f' AND k.confrelid IN (SELECT rel FROM t) "
+    "        AND NOT pg_has_role(c.relowner, 'USAGE'))";
+
+static const char bulk_plan_sql[] =
+    "WITH t AS (SELECT unnest($1::regclass[])::oid AS rel) "
+    "SELECT 1 AS phase, format('ALTER TABLE %s DROP CONSTRAINT %I', k.conrelid::regclass, k.conname), "
+    "       format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.conrelid::regclass, k.conname, "
+    "              pg_get_constraintdef(k.oid)), "
+    "       format('COMMENT ON CONSTRAINT %I ON %s IS %L', k.conname, k.conrelid::regclass, "
+    "              obj_description(k.oid, 'pg_constraint')) "
+    "FROM pg_constraint k WHERE k.contype = 'f' "
+    "  AND (k.conrelid IN (SELECT rel FROM t) OR k.confrelid IN (SELECT rel FROM t)) "
+    "UNION ALL "
+    "SELECT 2, format('ALTER TABLE %s DROP CONSTRAINT %I', k.conrelid::regclass, k.conname), "
+    "       format('ALTER TABLE %s ADD CONSTRAINT %I %s', k.conrelid::regclass, k.conname, "
+    "              pg_get_constraintdef(k.oid)), "
+    "       concat_ws('; ', format('COMMENT ON CONSTRAINT %I ON %s IS %L', k.conname, "
+    "                 k.conrelid::regclass, obj_description(k.oid, 'pg_constraint')), "
+    "                 CASE WHEN obj_description(k.conindid, 'pg_class') IS NOT NULL THEN "
+    "                 format('COMMENT ON INDEX %s IS %L', k.conindid::regclass, "
+    "                        obj_description(k.conindid, 'pg_class')) END) "
+    "FROM pg_constraint k WHERE k.contype IN ('p', 'u', 'x') AND k.conrelid IN (SELECT rel FROM t) "
+    "UNION ALL "
+    "SELECT 3, format('DROP INDEX %s', i.indexrelid::regclass), pg_get_indexdef(i.indexrelid), "
+    "       format('COMMENT ON INDEX %s IS %L', i.indexrelid::regclass, "
+    "              obj_description(i.indexrelid, 'pg_class')) "
+    "FROM pg_index i WHERE i.indrelid IN (SELECT rel FROM t) AND NOT EXISTS (SELECT 1 FROM "
+    "  pg_constraint k WHERE k.conindid = i.indexrelid AND k.conrelid = i.indrelid "
+    "  AND k.contype IN ('p', 'u', 'x')) "
+    "ORDER BY 1, 2";
+
+static int exec_step(PGconn *c, const char *sql, struct pgsov_err *err)
+{
+    if (exec_ok(c, sql, err) < 0) {
+        char msg[sizeof err->msg];
+        pgsov_strlcpy(msg, err->msg, sizeof msg);
+        return pgsov_fail(err, "bulk load: %s: %s", sql, msg);
+    }
+    return 0;
+}
+
+/* Decides whether to bulk-load and, if so, drops the keys and indexes (plan->stmts set).
+ * Returns 0 either way; -1 on error. */
+static int bulk_begin(PGconn *c, const struct seed_scenario *sc, struct bulk_plan *plan,
+                      struct pgsov_err *err)
+{
+    plan->stmts = NULL;
+    for (size_t t = 0; t < seed_table_count(sc); t++) {
+        char *q = quote_qualified(c, seed_table_name(sc, t)), sql[600];
+        if (!q)
+            return pgsov_fail(err, "out of memory");
+        snprintf(sql, sizeof sql, "SELECT 1 FROM %s LIMIT 1", q);
+        free(q);
+        PGresult *r = PQexec(c, sql);
+        int status = PQresultStatus(r), rows = PQntuples(r);
+        if (status != PGRES_TUPLES_OK)
+            pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
+        PQclear(r);
+        if (status != PGRES_TUPLES_OK)
+            return -1;
+        if (rows > 0)
+            return 0;               /* not empty: adding to existing rows, keep the keys */
+    }
+    char *arr = regclass_array(c, sc);
+    if (!arr)
+        return pgsov_fail(err, "out of memory");
+    const char *params[1] = { arr };
+    PGresult *r = PQexecParams(c, bulk_eligible_sql, 1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pgsov_fail(err, "bulk load check: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        free(arr);
+        return -1;
+    }
+    int blockers = atoi(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (blockers > 0) {
+        free(arr);
+        return 0;
+    }
+    r = PQexecParams(c, bulk_plan_sql, 1, NULL, params, NULL, NULL, 0);
+    free(arr);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pgsov_fail(err, "bulk load plan: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    for (int i = 0; i < PQntuples(r); i++)
+        if (exec_step(c, PQgetvalue(r, i, 1), err) < 0) {
+            PQclear(r);
+            return -1;
+        }
+    plan->stmts = r;
+    return 0;
+}
+
+/* Re-creates what bulk_begin dropped: indexes and keys first, then foreign keys (each one
+ * validated by a single query over the loaded rows), then comments. */
+static int bulk_end(PGconn *c, struct bulk_plan *plan, struct pgsov_err *err)
+{
+    PGresult *r = plan->stmts;
+    if (!r)
+        return 0;
+    int rc = 0;
+    for (int i = PQntuples(r) - 1; rc == 0 && i >= 0; i--)
+        rc = exec_step(c, PQgetvalue(r, i, 2), err);
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+        if (!PQgetisnull(r, i, 3) && PQgetvalue(r, i, 3)[0])
+            rc = exec_step(c, PQgetvalue(r, i, 3), err);
+    return rc;
+}
+
+static void bulk_free(struct bulk_plan *plan)
+{
+    PQclear(plan->stmts);
+    plan->stmts = NULL;
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -415,6 +594,7 @@ static double now_s(void)
 static int load(const struct seed_scenario *sc, const struct seed_opts *o, struct pgsov_err *err)
 {
     struct target t;
+    struct bulk_plan bulk = { NULL };
     memset(&t, 0, sizeof t);
     int rc = -1;
     if (target_open(&t, &o->target, err) < 0)
@@ -440,6 +620,8 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
         goto done;
     if (o->truncate && truncate_tables(t.conn, sc, err) < 0)
         goto rollback;
+    if (!o->no_bulk && bulk_begin(t.conn, sc, &bulk, err) < 0)
+        goto rollback;
     for (size_t i = 0; i < seed_table_count(sc); i++) {
         uint64_t rows = 0;
         double t0 = now_s();
@@ -448,6 +630,13 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
         printf("%s: %llu rows (%.2fs)\n", seed_table_name(sc, i), (unsigned long long)rows,
                now_s() - t0);
         total += rows;
+    }
+    if (bulk.stmts) {
+        double t0 = now_s();
+        if (bulk_end(t.conn, &bulk, err) < 0)
+            goto rollback;
+        printf("keys and indexes: %d re-created after COPY (%.2fs; --no-bulk keeps them in place)\n",
+               PQntuples(bulk.stmts), now_s() - t0);
     }
     if (exec_ok(t.conn, "COMMIT", err) < 0)
         goto done;
@@ -461,6 +650,7 @@ rollback: {
         exec_ok(t.conn, "ROLLBACK", &ignore);
     }
 done:
+    bulk_free(&bulk);
     target_close(&t);
     return rc;
 }

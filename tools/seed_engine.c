@@ -198,7 +198,11 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         if ((int64_t)seed_rng_below(&nr, 1000000) < c->null_ppm)
             return 0;
     }
-    seed_rng_init(&r, &cs->key, f->rowkey);
+    /* generators that draw nothing skip the stream set-up (a tenth of the run time) */
+    if (c->gen != G_SEQUENCE && c->gen != G_EXPR && c->gen != G_CONST && c->gen != G_AMORTIZATION)
+        seed_rng_init(&r, &cs->key, f->rowkey);
+    else
+        memset(&r, 0, sizeof r);
 
     switch (c->gen) {
     case G_SEQUENCE:
@@ -222,10 +226,10 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         set_num(out, draw_number(c, &r, c->scale), c->scale);
         return 0;
     case G_ENUM:
-        *out = c->values[pick_weighted(&r, c->cumulative, c->n_values)];
+        seed_value_copy(out, &c->values[pick_weighted(&r, c->cumulative, c->n_values)]);
         return 0;
     case G_CONST:
-        *out = c->constant;
+        seed_value_copy(out, &c->constant);
         return 0;
     case G_DATE:
     case G_TIMESTAMP: {
@@ -244,11 +248,16 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
             return 0;
         }
         int64_t sec = seed_rng_range(&r, c->min * 3600, c->max * 3600 - 1);
-        int y, m, dd;
-        seed_civil_from_days((int32_t)d, &y, &m, &dd);
         /* an explicit offset: the same text means the same instant on every server */
-        snprintf(buf, sizeof buf, "%04d-%02d-%02d %02d:%02d:%02d-03", y, m, dd,
-                 (int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60));
+        struct seed_value day = { .kind = SV_DATE, .i = d };
+        size_t n = seed_value_format(&day, buf, sizeof buf);
+        const int parts[3] = { (int)(sec / 3600), (int)(sec / 60 % 60), (int)(sec % 60) };
+        for (int k = 0; k < 3; k++) {
+            buf[n++] = k ? ':' : ' ';
+            buf[n++] = (char)('0' + parts[k] / 10);
+            buf[n++] = (char)('0' + parts[k] % 10);
+        }
+        memcpy(buf + n, "-03", 4);
         set_text(out, buf);
         return 0;
     }

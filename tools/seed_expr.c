@@ -582,13 +582,13 @@ static int eval(const struct seed_expr *e, const struct seed_frame *f, int32_t r
     struct seed_value a, b;
     switch (e->kind) {
     case N_LIT:
-        *out = e->lit;
+        seed_value_copy(out, &e->lit);
         return 0;
     case N_REF: {
         const struct seed_frame *g = f;
         for (int d = 0; d < e->depth; d++)
             g = g->parent;
-        *out = g->vals[e->col];
+        seed_value_copy(out, &g->vals[e->col]);
         return 0;
     }
     case N_REFDATE:
@@ -665,7 +665,7 @@ static int eval(const struct seed_expr *e, const struct seed_frame *f, int32_t r
             if (compare(out, &a, &c, err) < 0)
                 return -1;
             if (e->kind == N_MIN ? c > 0 : c < 0)
-                *out = a;
+                seed_value_copy(out, &a);
         }
         return 0;
     case N_ROUND: {
@@ -735,40 +735,83 @@ int seed_expr_eval(const struct seed_expr *e, const struct seed_frame *f, int32_
     return eval(e, f, reference_date, out, err);
 }
 
+/* Decimal digits of v into buf (no terminator); returns the count. */
+static size_t put_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void put_2(char *buf, int v)
+{
+    buf[0] = (char)('0' + v / 10 % 10);
+    buf[1] = (char)('0' + v % 10);
+}
+
 size_t seed_value_format(const struct seed_value *v, char *buf, size_t size)
 {
-    int n = 0;
+    /* hand-rolled: this runs once per field of every row, and snprintf dominated */
+    char tmp[48];
+    size_t n = 0;
+    const char *src = tmp;
     switch (v->kind) {
     case SV_NULL:
-        n = 0;
-        if (size)
-            buf[0] = '\0';
         break;
     case SV_NUM: {
         uint64_t mag = v->i < 0 ? (uint64_t)0 - (uint64_t)v->i : (uint64_t)v->i;
-        if (v->scale == 0) {
-            n = snprintf(buf, size, "%s%llu", v->i < 0 ? "-" : "", (unsigned long long)mag);
+        if (v->i < 0)
+            tmp[n++] = '-';
+        if (v->scale <= 0) {
+            n += put_u64(tmp + n, mag);
         } else {
-            uint64_t p = (uint64_t)seed_pow10[v->scale];
-            n = snprintf(buf, size, "%s%llu.%0*llu", v->i < 0 ? "-" : "",
-                         (unsigned long long)(mag / p), v->scale, (unsigned long long)(mag % p));
+            uint64_t p = (uint64_t)seed_pow10[v->scale], frac = mag % p;
+            n += put_u64(tmp + n, mag / p);
+            tmp[n++] = '.';
+            for (int k = v->scale - 1; k >= 0; k--) {
+                tmp[n + (size_t)k] = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            n += (size_t)v->scale;
         }
         break;
     }
     case SV_DATE: {
         int y, m, d;
         seed_civil_from_days((int32_t)v->i, &y, &m, &d);
-        n = snprintf(buf, size, "%04d-%02d-%02d", y, m, d);
+        if (y < 0 || y > 9999) {
+            n = (size_t)snprintf(tmp, sizeof tmp, "%d-%02d-%02d", y, m, d);
+            break;
+        }
+        put_2(tmp, y / 100);
+        put_2(tmp + 2, y % 100);
+        tmp[4] = '-';
+        put_2(tmp + 5, m);
+        tmp[7] = '-';
+        put_2(tmp + 8, d);
+        n = 10;
         break;
     }
     case SV_TEXT:
-        n = snprintf(buf, size, "%s", v->text);
+        src = v->text;
+        n = strlen(v->text);
         break;
     case SV_BOOL:
-        n = snprintf(buf, size, "%s", v->i ? "true" : "false");
+        src = v->i ? "true" : "false";
+        n = strlen(src);
         break;
     }
-    if (n < 0)
-        n = 0;
-    return (size_t)n < size ? (size_t)n : (size ? size - 1 : 0);
+    if (size == 0)
+        return 0;
+    if (n >= size)
+        n = size - 1;
+    memcpy(buf, src, n);
+    buf[n] = '\0';
+    return n;
 }

@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "seed.h"
 
@@ -26,6 +27,17 @@ struct seed_value {
 };
 
 extern const int64_t seed_pow10[19];
+
+/* Copies only what the kind uses (values are large; most are not text). */
+static inline void seed_value_copy(struct seed_value *dst, const struct seed_value *src)
+{
+    dst->kind = src->kind;
+    dst->scale = src->scale;
+    dst->i = src->i;
+    dst->aux = src->aux;
+    if (src->kind == SV_TEXT)
+        memcpy(dst->text, src->text, strlen(src->text) + 1);
+}
 
 /* ---- random streams -------------------------------------------------------------------- */
 

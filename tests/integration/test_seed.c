@@ -157,6 +157,17 @@ static void table_hashes(const struct ctx *c, char hashes[N_TABLES][40])
     }
 }
 
+/* Every key, index and comment of schema app, as text: bulk loading must leave it unchanged. */
+#define CATALOG_SQL                                                                          \
+    "SELECT string_agg(x, E'\\n' ORDER BY x) FROM ("                                         \
+    " SELECT k.conrelid::regclass || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid) || ' ' " \
+    "        || coalesce(obj_description(k.oid, 'pg_constraint'), '-') AS x "                  \
+    " FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace WHERE n.nspname = 'app' " \
+    " UNION ALL SELECT pg_get_indexdef(i.indexrelid) || ' ' || coalesce(obj_description(i.indexrelid, " \
+    "        'pg_class'), '-') || ' ' || i.indisvalid "                                       \
+    " FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid JOIN pg_namespace n ON n.oid = c.relnamespace " \
+    " WHERE n.nspname = 'app') s"
+
 static void expect_counts_zero(const struct ctx *c)
 {
     for (int t = 0; t < N_TABLES; t++) {
@@ -174,8 +185,19 @@ static void test_credit_scenario_is_coherent(void **state)
     struct ctx c;
     ctx_open(&c, "seed_coherent");
     migrate(&c);
-    run_expect(&c, 0, "seeded development", "seed --env dev --scenario '%s' --seed 42 --scale 0.5",
+    PGconn *s = it_super("dev", c.db);
+    it_exec(s, "COMMENT ON CONSTRAINT installments_contract_id_fkey ON app.installments IS 'schedule of a contract'");
+    it_exec(s, "COMMENT ON INDEX app.installments_due_date_idx IS 'collections'");
+    PQfinish(s);
+    char *catalog_before = q(&c, CATALOG_SQL);
+    /* empty tables owned by the seeding role: keys and indexes are rebuilt after COPY */
+    run_expect(&c, 0, "re-created after COPY", "seed --env dev --scenario '%s' --seed 42 --scale 0.5",
                SCENARIO);
+    char *catalog_after = q(&c, CATALOG_SQL);
+    assert_true(strlen(catalog_before) > 500);
+    assert_string_equal(catalog_before, catalog_after);
+    free(catalog_before);
+    free(catalog_after);
     for (int t = 0; t < N_TABLES; t++) {
         char sql[200];
         snprintf(sql, sizeof sql, "SELECT count(*) > 0 FROM app.%s", tables[t]);
@@ -381,6 +403,36 @@ static void test_production_refused(void **state)
     ctx_close(&c);
 }
 
+static void test_foreign_keys_enforced(void **state)
+{
+    (void)state;
+    struct ctx c;
+    ctx_open(&c, "seed_fk");
+    migrate(&c);
+    char path[700];
+    snprintf(path, sizeof path, "%s/orphans.json", c.dir);
+    /* proposals pointing one past their client: the last one references no client */
+    it_write_file(path,
+        "{\"reference_date\":\"2026-06-30\",\"tables\":["
+        "{\"name\":\"app.clients\",\"rows\":20,\"columns\":[{\"name\":\"id\",\"gen\":\"sequence\"},"
+        "{\"name\":\"name\",\"gen\":\"name\"},{\"name\":\"cpf\",\"gen\":\"cpf\"},"
+        "{\"name\":\"birth_date\",\"gen\":\"date\",\"from\":\"reference_date - 20000\",\"to\":\"reference_date - 7000\"}]},"
+        "{\"name\":\"app.proposals\",\"parent\":\"app.clients\",\"per_parent\":1,\"columns\":["
+        "{\"name\":\"client_id\",\"gen\":\"expr\",\"expr\":\"parent.id + 1\"},"
+        "{\"name\":\"amount\",\"gen\":\"money\",\"min\":100,\"max\":200},"
+        "{\"name\":\"term_months\",\"gen\":\"const\",\"value\":12},"
+        "{\"name\":\"rate_monthly\",\"gen\":\"const\",\"value\":0.02}]}]}");
+    char *catalog_before = q(&c, CATALOG_SQL);
+    run_expect(&c, 1, "proposals_client_id_fkey", "seed --env dev --scenario '%s' --seed 1", path);
+    run_expect(&c, 1, "proposals_client_id_fkey", "seed --env dev --scenario '%s' --seed 1 --no-bulk", path);
+    char *catalog_after = q(&c, CATALOG_SQL);
+    assert_string_equal(catalog_before, catalog_after);
+    free(catalog_before);
+    free(catalog_after);
+    expect_counts_zero(&c);
+    ctx_close(&c);
+}
+
 static void test_bad_scenario_reports_path(void **state)
 {
     (void)state;
@@ -404,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_csv_roundtrip),
         cmocka_unit_test(test_dry_run_touches_nothing),
         cmocka_unit_test(test_production_refused),
+        cmocka_unit_test(test_foreign_keys_enforced),
         cmocka_unit_test(test_bad_scenario_reports_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

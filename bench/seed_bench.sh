@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# seed_bench.sh — `pgsov seed` against `pgbench -i`, on the same throw-away local cluster.
+#
+#   1. pgsov seed: the credit scenario (rules/scenarios/credito.json) scaled to ~1,000,000 rows
+#      over 5 tables with their primary keys, unique keys, foreign keys, checks and indexes,
+#      loaded with COPY in one transaction (--truncate), SEED_BENCH_ROUNDS times;
+#   2. pgbench -i -I dtg -s 10 (drop, create, client-side COPY of 1,000,110 rows, no keys),
+#      the same number of times, interleaved with 1;
+#   3. peak RSS of pgsov seed (GNU time -v) at ~100k and ~1M rows, to show memory stays flat.
+# Prints medians, rows/s and the ratio. Both go over TLS to localhost as the superuser.
+#
+# Environment: PGSOV_BIN (dir with pgsov; default bin/), SEED_BENCH_ROWS (default 1000000),
+# SEED_BENCH_ROUNDS (default 3). Needs pgbench and /usr/bin/time.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/.." && pwd)
+PGSOV_BIN=${PGSOV_BIN:-$src/bin}
+pgsov=$PGSOV_BIN/pgsov
+rows_target=${SEED_BENCH_ROWS:-1000000}
+rounds=${SEED_BENCH_ROUNDS:-3}
+scenario=$src/rules/scenarios/credito.json
+
+[[ -x $pgsov ]] || { echo "seed_bench: no $pgsov (build first, or set PGSOV_BIN)" >&2; exit 1; }
+command -v pgbench >/dev/null || { echo "seed_bench: pgbench not found" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "seed_bench: /usr/bin/time not found (apt-get install time)" >&2; exit 1; }
+
+source "$src/tests/lib/pgcluster.sh"
+tmp=$(mktemp -d /tmp/pgsov-seedbench.XXXXXX)
+cleanup() { pgc_stop_all; rm -rf "$tmp"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+pgc_init "$tmp" >/dev/null
+pgc_start bench
+port=$PGC_PORT_bench
+pgc_psql bench postgres -q -c "CREATE DATABASE seedbench" -c "CREATE DATABASE pgbenchdb"
+
+cat > "$tmp/proxy.ini" <<INI
+[proxy]
+client_tls = disable
+
+[env.development]
+host = localhost
+port = $port
+database = seedbench
+sslmode = verify-full
+sslrootcert = $PGC_PKI/ca.crt
+host_patterns = localhost:$port
+INI
+export PGUSER=postgres PGPASSWORD=$PGC_SUPERPASS
+unset PGSOV_ENV NODE_ENV DEV_DATABASE_URL || true
+"$pgsov" migrate -c "$tmp/proxy.ini" --env development --dir "$src/migrations" >/dev/null
+
+# Scale the scenario so that all its tables together hold ~rows_target rows.
+base=$("$pgsov" seed --scenario "$scenario" --seed 1 --dry-run | awk '/^total:/ {print $2}')
+scale=$(awk -v r="$rows_target" -v b="$base" 'BEGIN { printf "%.4f", r / b }')
+
+now() { date +%s.%N; }
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+seed_times=() pgbench_times=() seed_rows=0
+for ((r = 1; r <= rounds; r++)); do
+    t0=$(now)
+    out=$("$pgsov" seed -c "$tmp/proxy.ini" --env development --scenario "$scenario" --seed "$r" \
+          --scale "$scale" --truncate)
+    t1=$(now)
+    seed_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
+    seed_rows=$(sed -n 's/.*: \([0-9]*\) rows in .*/\1/p' <<<"$out")
+
+    t0=$(now)
+    PGHOST=localhost PGPORT=$port PGSSLMODE=require pgbench -q -i -I dtg -s 10 pgbenchdb >/dev/null 2>&1
+    t1=$(now)
+    pgbench_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
+done
+pgbench_rows=$(pgc_psql bench pgbenchdb -At -c "SELECT (SELECT count(*) FROM pgbench_accounts) + \
+    (SELECT count(*) FROM pgbench_branches) + (SELECT count(*) FROM pgbench_tellers)")
+
+seed_med=$(printf '%s\n' "${seed_times[@]}" | median)
+pgbench_med=$(printf '%s\n' "${pgbench_times[@]}" | median)
+
+# Peak RSS at a tenth of the rows and at all of them.
+rss() {
+    /usr/bin/time -v "$pgsov" seed -c "$tmp/proxy.ini" --env development --scenario "$scenario" \
+        --seed 99 --scale "$1" --truncate 2>&1 >/dev/null | awk '/Maximum resident set size/ { print $NF }'
+}
+small_scale=$(awk -v s="$scale" 'BEGIN { printf "%.4f", s / 10 }')
+rss_small=$(rss "$small_scale")
+rss_large=$(rss "$scale")
+
+awk -v sr="$seed_rows" -v st="$seed_med" -v pr="$pgbench_rows" -v pt="$pgbench_med" \
+    -v all_s="${seed_times[*]}" -v all_p="${pgbench_times[*]}" -v n="$rounds" \
+    -v rs="$rss_small" -v rl="$rss_large" 'BEGIN {
+    printf "| load (median of %d) | rows | seconds | rows/s |\n|---|---:|---:|---:|\n", n
+    printf "| pgsov seed (credito.json, 5 tables, keys + FKs + indexes) | %d | %.2f | %.0f |\n", sr, st, sr / st
+    printf "| pgbench -i -I dtg -s 10 (4 tables, no keys) | %d | %.2f | %.0f |\n", pr, pt, pr / pt
+    printf "\nseed rows/s ÷ pgbench -i rows/s = %.2f   (runs: seed %s s; pgbench %s s)\n", \
+           (sr / st) / (pr / pt), all_s, all_p
+    printf "pgsov seed peak RSS: %d KiB at ~%d rows, %d KiB at ~%d rows\n", rs, sr / 10, rl, sr
+}'
