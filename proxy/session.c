@@ -104,6 +104,7 @@ struct session {
     bool client_fd_owned_by_bev;
     struct bufferevent *client, *server;
     int server_fd;
+    bool server_fd_owned_by_bev;        /* TLS bufferevents close their fd; plain ones do not */
     struct event *timer;
 
     /* who */
@@ -247,6 +248,18 @@ static void peek_at(struct evbuffer *buf, size_t off, void *dst, size_t n)
 
 /* ---- closing ---------------------------------------------------------------------------- */
 
+/* The one place the upstream connection is dropped, whoever owns its fd. */
+static void server_drop(struct session *s)
+{
+    if (s->server)
+        bufferevent_free(s->server);
+    if (!s->server_fd_owned_by_bev && s->server_fd >= 0)
+        close(s->server_fd);
+    s->server = NULL;
+    s->server_fd = -1;
+    s->server_fd_owned_by_bev = false;
+}
+
 static void log_close(struct session *s)
 {
     char id[24], in[24], out[24], dur[32];
@@ -271,11 +284,7 @@ static void session_close_after_flush(struct session *s, const char *reason)
     if (s->state == S_CLOSING)
         return;
     session_set_state(s, S_CLOSING);
-    if (s->server) {
-        bufferevent_free(s->server);
-        s->server = NULL;
-        s->server_fd = -1;
-    }
+    server_drop(s);
     if (!s->client || evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
         session_free(s);
         return;
@@ -300,10 +309,7 @@ static void session_free(struct session *s)
     log_close(s);
     if (s->timer)
         event_free(s->timer);
-    if (s->server)
-        bufferevent_free(s->server);
-    else if (s->server_fd >= 0)
-        close(s->server_fd);
+    server_drop(s);
     if (s->client)
         bufferevent_free(s->client);
     if (!s->client_fd_owned_by_bev && s->client_fd >= 0)
@@ -874,11 +880,7 @@ static void upstream_failed(struct session *s, const char *why)
 static void upstream_connect_next(struct session *s)
 {
     const struct upstream_target *t = &s->snap->upstreams[s->env_index];
-    if (s->server) {
-        bufferevent_free(s->server);
-        s->server = NULL;
-        s->server_fd = -1;
-    }
+    server_drop(s);
     if (s->addr_index >= t->n_addrs) {
         upstream_failed(s, t->n_addrs ? "connection refused or unreachable" : "host did not resolve");
         return;
@@ -897,8 +899,7 @@ static void upstream_connect_next(struct session *s)
     s->server_fd = fd;
     s->server = bufferevent_socket_new(worker_base(s->w), fd, 0);
     if (!s->server) {
-        close(fd);
-        s->server_fd = -1;
+        server_drop(s);
         upstream_failed(s, "out of memory");
         return;
     }
@@ -965,6 +966,7 @@ static void upstream_ssl_answer(struct session *s)
         upstream_failed(s, "out of memory");
         return;
     }
+    s->server_fd_owned_by_bev = true;
     bufferevent_openssl_set_allow_dirty_shutdown(s->server, 1);
     session_set_state(s, S_UPSTREAM_TLS);
     bufferevent_setcb(s->server, server_read_cb, NULL, server_event_cb, s);
