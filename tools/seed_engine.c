@@ -348,8 +348,8 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         int sum = 0;
         for (int i = 0; i < 8; i++)
             sum += (d[i] - '0') * (i + 2);
-        int dv = sum % 11;
-        char check = dv == 10 ? 'X' : (char)('0' + dv);
+        int dv = 11 - sum % 11;                 /* 10 → X, 11 → 0 */
+        char check = dv == 10 ? 'X' : dv == 11 ? '0' : (char)('0' + dv);
         if (c->masked)
             snprintf(buf, sizeof buf, "%.2s.%.3s.%.3s-%c", d, d + 2, d + 5, check);
         else

@@ -149,6 +149,18 @@ static int cnpj_valid(const char *s)
     return dv1 == s[12] - '0' && dv2 == s[13] - '0';
 }
 
+static int rg_valid(const char *s)
+{
+    /* SP: 8 digits weighted 2..9 from the left; check = 11 − sum mod 11, 10 → X, 11 → 0 */
+    if (strlen(s) != 9 || strspn(s, "0123456789") < 8)
+        return 0;
+    int sum = 0;
+    for (int i = 0; i < 8; i++)
+        sum += (s[i] - '0') * (i + 2);
+    int dv = 11 - sum % 11;
+    return s[8] == (dv == 10 ? 'X' : dv == 11 ? '0' : '0' + dv);
+}
+
 static void test_validators_on_published_examples(void **state)
 {
     (void)state;
@@ -193,7 +205,8 @@ static void test_generated_documents_validate(void **state)
         "{\"reference_date\":\"2026-06-30\",\"tables\":[{\"name\":\"docs\",\"rows\":20000,"
         "\"columns\":[{\"name\":\"cpf\",\"gen\":\"cpf\"},{\"name\":\"cnpj\",\"gen\":\"cnpj\"},"
         "{\"name\":\"cnpj_alnum\",\"gen\":\"cnpj\",\"alphanumeric\":true},"
-        "{\"name\":\"cpf_masked\",\"gen\":\"cpf\",\"masked\":true}]}]}";
+        "{\"name\":\"cpf_masked\",\"gen\":\"cpf\",\"masked\":true},"
+        "{\"name\":\"rg\",\"gen\":\"rg\"}]}]}";
     struct seed_scenario *sc = parse_ok(text);
     uint64_t rows;
     char *csv = gen_table(sc, 0, 7, SEED_FORMAT_CSV, &rows);
@@ -204,11 +217,14 @@ static void test_generated_documents_validate(void **state)
     char (*seen)[12] = calloc(20000, sizeof *seen);
     size_t n = 0;
     for (char *line = strtok_r(csv, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        char cpf[32], cnpj[32], alnum[32], masked[32];
+        char cpf[32], cnpj[32], alnum[32], masked[32], rg[32];
         csv_field(line, 0, cpf, sizeof cpf);
         csv_field(line, 1, cnpj, sizeof cnpj);
         csv_field(line, 2, alnum, sizeof alnum);
         csv_field(line, 3, masked, sizeof masked);
+        csv_field(line, 4, rg, sizeof rg);
+        if (!rg_valid(rg))
+            fail_msg("invalid RG %s", rg);
         if (!cpf_valid(cpf))
             fail_msg("invalid CPF %s", cpf);
         if (!cnpj_valid(cnpj) || strspn(cnpj, "0123456789") != 14)
