@@ -384,10 +384,17 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         if (n == 0)
             snprintf(local, sizeof local, "user");
         const char *domain = c->domains[seed_rng_below(&r, c->n_domains)];
+        char num[24] = "";
         if (c->unique)
-            snprintf(buf, sizeof buf, "%s%lld@%s", local, (long long)f->row, domain);
-        else
-            snprintf(buf, sizeof buf, "%s@%s", local, domain);
+            snprintf(num, sizeof num, "%lld", (long long)f->row);
+        /* local part ≤ 127, number ≤ 20, domain ≤ 60 (checked when parsed): fits; cut
+         * rather than overflow all the same */
+        size_t len = 0;
+        const char *parts[4] = { local, num, "@", domain };
+        for (int k = 0; k < 4; k++)
+            for (const char *p = parts[k]; *p && len + 1 < sizeof buf; p++)
+                buf[len++] = *p;
+        buf[len] = '\0';
         set_text(out, buf);
         return 0;
     }
