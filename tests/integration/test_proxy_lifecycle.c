@@ -1,7 +1,8 @@
 /* test_proxy_lifecycle.c — pgsov-proxy's life: SIGHUP reloads rules for new connections (and
  * an invalid rules file keeps the old ones, logging reload_failed); SIGTERM drains: a client
  * in a transaction may still COMMIT, then is closed, new connections are refused, and the
- * proxy exits 0; a transaction that outlives shutdown_timeout is ended and rolled back. */
+ * proxy exits 0; a transaction that outlives shutdown_timeout is ended and rolled back;
+ * SIGINT stops at once. Also idle_timeout, max_clients and the unix socket with `local`. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -185,12 +186,111 @@ static void test_shutdown_timeout_ends_open_transaction(void **state)
     PQfinish(c);
 }
 
+static void test_idle_timeout(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start(&p, "idle_timeout = 1s\n", "allow development all app any default\n");
+    PGconn *idle = app_to(&p, "dev"), *txn = app_to(&p, "dev");
+    assert_int_equal(PQstatus(idle), CONNECTION_OK);
+    assert_int_equal(PQstatus(txn), CONNECTION_OK);
+    it_exec(txn, "BEGIN");
+    usleep(1800 * 1000);
+    /* The idle one was told why and closed; the one inside a transaction was left alone. */
+    PGresult *r = PQexec(idle, "SELECT 1");
+    assert_int_not_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    if (!it_contains(PQerrorMessage(idle), "idle timeout"))
+        fail_msg("idle session: %s", PQerrorMessage(idle));
+    PQclear(r);
+    it_exec(txn, "SELECT 1");
+    it_exec(txn, "COMMIT");
+    PQfinish(idle);
+    PQfinish(txn);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
+static void test_max_clients(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start(&p, "max_clients = 2\n", "allow development all app any default\n");
+    PGconn *a = app_to(&p, "dev"), *b = app_to(&p, "dev");
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    assert_int_equal(PQstatus(b), CONNECTION_OK);
+    PGconn *c = app_to(&p, "dev");
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    if (!it_contains(PQerrorMessage(c), "too many clients"))
+        fail_msg("third client: %s", PQerrorMessage(c));
+    PQfinish(c);
+    PQfinish(b);
+    /* A slot frees when a client leaves. */
+    PGconn *d = NULL;
+    for (int i = 0; i < 50; i++) {
+        d = app_to(&p, "dev");
+        if (PQstatus(d) == CONNECTION_OK)
+            break;
+        PQfinish(d);
+        d = NULL;
+        usleep(20000);
+    }
+    assert_non_null(d);
+    PQfinish(d);
+    PQfinish(a);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
+static void test_sigint_stops_at_once(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start(&p, "shutdown_timeout = 30s\n", "allow development all app any default\n");
+    PGconn *txn = app_to(&p, "dev");
+    assert_int_equal(PQstatus(txn), CONNECTION_OK);
+    it_exec(txn, "BEGIN");
+    double t0 = it_now_ms();
+    int st = it_proxy_stop(&p, SIGINT, 3000);
+    double took = it_now_ms() - t0;
+    assert_int_equal(st, 0);
+    if (took > 1000)
+        fail_msg("SIGINT took %.0f ms", took);
+    PGresult *r = PQexec(txn, "COMMIT");
+    assert_int_not_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(txn);
+}
+
+static void test_unix_socket_and_local_rule(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    char *sockdir = it_tmpdir("sock");
+    char extra[1200];
+    snprintf(extra, sizeof extra, "unix_socket_dir = %s\n", sockdir);
+    it_proxy_start(&p, extra, "allow development local app any default\n");
+    PGconn *c = it_connect("host=%s port=%d dbname=dev user=app password=app-secret connect_timeout=5",
+                           sockdir, p.port);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("unix socket: %s", PQerrorMessage(c));
+    char *one = it_value(c, "SELECT 1");
+    assert_string_equal(one, "1");
+    free(one);
+    PQfinish(c);
+    /* The rule says local: TCP from 127.0.0.1 matches nothing. */
+    assert_false(reaches(&p, "development"));
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+    free(sockdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reload_rules),
         cmocka_unit_test(test_graceful_shutdown),
         cmocka_unit_test(test_shutdown_timeout_ends_open_transaction),
+        cmocka_unit_test(test_idle_timeout),
+        cmocka_unit_test(test_max_clients),
+        cmocka_unit_test(test_sigint_stops_at_once),
+        cmocka_unit_test(test_unix_socket_and_local_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
