@@ -315,6 +315,104 @@ static void test_large_result(void **state)
     print_message("   1M rows: %.0f ms through the proxy, %.0f ms direct\n", took, direct);
 }
 
+/* With several workers, a cancel request may land on another worker than its session. */
+static void test_cancel_across_workers(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start(&p, "workers = 4\n", "allow development all app any default\n");
+    for (int i = 0; i < 6; i++) {
+        PGconn *c = it_proxy_connect(&p, "dbname=dev user=app password=app-secret");
+        if (PQstatus(c) != CONNECTION_OK)
+            fail_msg("workers = 4: %s", PQerrorMessage(c));
+        assert_int_equal(PQsendQuery(c, "SELECT pg_sleep(30)"), 1);
+        usleep(150 * 1000);
+        PGcancel *cancel = PQgetCancel(c);
+        char err[256];
+        double t0 = it_now_ms();
+        assert_int_equal(PQcancel(cancel, err, sizeof err), 1);
+        PQfreeCancel(cancel);
+        PGresult *r = PQgetResult(c);
+        double took = it_now_ms() - t0;
+        assert_string_equal(it_sqlstate(r), "57014");
+        PQclear(r);
+        assert_null(PQgetResult(c));
+        if (took > 1000)
+            fail_msg("cancel %d with workers = 4 took %.0f ms", i, took);
+        PQfinish(c);
+    }
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
+static long proxy_rss_kb(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)proxy.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* A client that does not read a 300 MB result must not make the proxy buffer it. */
+static void test_backpressure_slow_reader(void **state)
+{
+    (void)state;
+    PGconn *c = app();
+    long before = proxy_rss_kb();
+    assert_int_equal(PQsendQuery(c, "SELECT repeat('x', 1000) FROM generate_series(1, 300000)"), 1);
+    assert_int_equal(PQsetSingleRowMode(c), 1);
+    usleep(1500 * 1000);
+    long during = proxy_rss_kb();
+    if (during - before > 32 * 1024)
+        fail_msg("proxy RSS grew from %ld kB to %ld kB while the client did not read", before, during);
+    long rows = 0;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE)
+            rows++;
+        else
+            assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        PQclear(r);
+    }
+    assert_int_equal(rows, 300000);
+    print_message("   slow reader: proxy RSS %ld kB before, %ld kB while stalled\n", before, during);
+    PQfinish(c);
+}
+
+/* An environment whose upstream is down: FATAL 08006 naming the failure. */
+static void test_upstream_down(void **state)
+{
+    (void)state;
+    static const char ini[] =
+        "[proxy]\n"
+        "listen = 127.0.0.1:@PORT@\n"
+        "rules = @RULES@\n"
+        "client_tls = disable\n"
+        "connect_timeout = 2s\n"
+        "[env.development]\n"
+        "host = localhost\n"
+        "port = 1\n"
+        "database = postgres\n"
+        "sslmode = verify-full\n"
+        "sslrootcert = @PKI@/ca.crt\n"
+        "host_patterns = localhost:1\n";
+    struct it_proxy p;
+    it_proxy_start_ini(&p, ini, "allow all all app any default\n");
+    double t0 = it_now_ms();
+    PGconn *c = it_proxy_connect(&p, "dbname=development user=app password=app-secret");
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    if (!it_contains(PQerrorMessage(c), "could not connect to the upstream"))
+        fail_msg("upstream down: %s", PQerrorMessage(c));
+    assert_true(it_now_ms() - t0 < 3000);
+    PQfinish(c);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +423,9 @@ int main(void)
         cmocka_unit_test(test_copy_100mb),
         cmocka_unit_test(test_listen_notify),
         cmocka_unit_test(test_large_result),
+        cmocka_unit_test(test_cancel_across_workers),
+        cmocka_unit_test(test_backpressure_slow_reader),
+        cmocka_unit_test(test_upstream_down),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
