@@ -433,6 +433,45 @@ static void test_foreign_keys_enforced(void **state)
     ctx_close(&c);
 }
 
+/* A role that owns the tables but is not a migration role, in a database with pgsov's DDL
+ * event trigger: bulk load's DDL is refused there, so the load falls back to keeping the keys
+ * in place, and still succeeds. */
+static void test_ddl_guard_falls_back(void **state)
+{
+    (void)state;
+    struct ctx c;
+    ctx_open(&c, "seed_ddlguard");
+    migrate(&c);
+    char *sql = NULL;
+    if (it_sh(&sql, "cat '%s'", src_path("rules/ddl_event_trigger.sql")) != 0)
+        fail_msg("cannot read rules/ddl_event_trigger.sql");
+    PGconn *s = it_super("dev", c.db);
+    it_exec(s, sql);
+    free(sql);
+    for (int t = 0; t < N_TABLES; t++) {
+        char stmt[200];
+        snprintf(stmt, sizeof stmt, "ALTER TABLE app.%s OWNER TO app", tables[t]);
+        it_exec(s, stmt);
+    }
+    it_exec(s, "GRANT USAGE ON SCHEMA app TO app");
+    it_exec(s, "GRANT SELECT ON pgsov.environment_attestation TO app");
+    PQfinish(s);
+    char *catalog_before = q(&c, CATALOG_SQL);
+    char *out = NULL;
+    int rc = pgsov_env(&c, &out, "PGUSER=app PGPASSWORD=app-secret",
+                       "seed --env dev --scenario '%s' --seed 4 --scale 0.05", SCENARIO);
+    if (rc != 0 || !it_contains(out, "keeping keys in place") || !it_contains(out, "DDL refused") ||
+        it_contains(out, "re-created after COPY"))
+        fail_msg("seed as a table owner under the DDL guard: exit %d:\n%s", rc, out);
+    free(out);
+    expect_sql(&c, "SELECT count(*) FROM app.clients", "50");
+    char *catalog_after = q(&c, CATALOG_SQL);
+    assert_string_equal(catalog_before, catalog_after);
+    free(catalog_before);
+    free(catalog_after);
+    ctx_close(&c);
+}
+
 static void test_bad_scenario_reports_path(void **state)
 {
     (void)state;
@@ -457,6 +496,7 @@ int main(void)
         cmocka_unit_test(test_dry_run_touches_nothing),
         cmocka_unit_test(test_production_refused),
         cmocka_unit_test(test_foreign_keys_enforced),
+        cmocka_unit_test(test_ddl_guard_falls_back),
         cmocka_unit_test(test_bad_scenario_reports_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
