@@ -686,6 +686,54 @@ static void test_many_refusals_in_flight(void **state)
     PQfinish(c);
 }
 
+/* A lexing setting the server itself reports (a database default): nothing is let through. */
+static void test_server_side_lexing_setting(void **state)
+{
+    (void)state;
+    it_create_db("prod", "it_guard_lex", NULL);
+    PGconn *s = it_super("prod", "it_guard_lex");
+    it_exec(s, "ALTER DATABASE it_guard_lex SET standard_conforming_strings = off");
+    PQfinish(s);
+    PGconn *c = it_proxy_connect(&proxy, "dbname=it_guard_lex user=app password=app-secret "
+                                 "options='-c pgsov.env=production'");
+    if (PQstatus(c) == CONNECTION_OK) {
+        char *msg = it_expect_error(c, "SELECT 1", "42501", "changes how SQL is read");
+        free(msg);
+        PGresult *r = PQexec(c, "SELECT 'a\\'; DROP TABLE x; --'");
+        assert_string_equal(it_sqlstate(r), "42501");
+        PQclear(r);
+    } else {
+        assert_true(it_contains(PQerrorMessage(c), "standard_conforming_strings"));
+    }
+    PQfinish(c);
+    s = it_super("prod", "postgres");
+    it_exec(s, "DROP DATABASE it_guard_lex WITH (FORCE)");
+    PQfinish(s);
+}
+
+/* The substitute Parse uses the statement name "pgsov_refused": a client's own statement of
+ * that name must not turn a refusal into a different error. */
+static void test_refusal_with_client_statement_named_like_substitute(void **state)
+{
+    (void)state;
+    PGconn *c = via_proxy("app", "app-secret");
+    PGresult *r = PQprepare(c, "pgsov_refused", "SELECT 1", 0, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexecParams(c, "DROP TABLE it_t", 0, NULL, NULL, NULL, NULL, 0);
+    const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (strcmp(it_sqlstate(r), "42501") != 0)
+        fail_msg("SQLSTATE %s, want 42501: %s", it_sqlstate(r), msg ? msg : "");
+    PQclear(r);
+    /* And the next refusal still carries its own text. */
+    r = PQexec(c, "GRANT ALL ON it_t TO PUBLIC");
+    msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    if (!msg || !it_contains(msg, "role or privilege change refused"))
+        fail_msg("next refusal: %s", msg ? msg : "(null)");
+    PQclear(r);
+    PQfinish(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -700,6 +748,8 @@ int main(void)
         cmocka_unit_test(test_prepare_execute_read_only),
         cmocka_unit_test(test_other_classes_refused),
         cmocka_unit_test(test_many_refusals_in_flight),
+        cmocka_unit_test(test_server_side_lexing_setting),
+        cmocka_unit_test(test_refusal_with_client_statement_named_like_substitute),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
