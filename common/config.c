@@ -29,6 +29,7 @@ struct loader {
     bool failed;
     bool approval_set;          /* require_approval given in the current env section */
     bool header_seen;           /* a [section] line was read since the last key */
+    unsigned flags;             /* CONFIG_* */
 };
 
 /* ---- small helpers ------------------------------------------------------------------- */
@@ -507,6 +508,8 @@ static int on_key(void *user, const char *section, const char *key, const char *
     }
 
     ld->header_seen = false;
+    if ((ld->flags & CONFIG_NO_SECRETS) && is_env && !strncmp(key, "upstream_password.", 18))
+        return 1;
     char *v = expand_vars(ld, raw);
     if (!v)
         return ld->failed ? 0 : loader_fail(ld, "out of memory");
@@ -619,12 +622,18 @@ static int validate(struct config *c, const char *name, struct pgsov_err *err)
 
 int config_load_string(const char *text, const char *name, struct config **out, struct pgsov_err *err)
 {
+    return config_load_string_ex(text, name, 0, out, err);
+}
+
+int config_load_string_ex(const char *text, const char *name, unsigned flags, struct config **out,
+                          struct pgsov_err *err)
+{
     struct config *cfg = calloc(1, sizeof *cfg);
     if (!cfg)
         return pgsov_fail(err, "out of memory");
     config_defaults(cfg);
     cfg->path = strdup(name);
-    struct loader ld = { .cfg = cfg, .name = name, .text = text, .err = err };
+    struct loader ld = { .cfg = cfg, .name = name, .text = text, .err = err, .flags = flags };
     int rc = ini_parse_stream(read_line, &ld, on_key, &ld);
     if (!ld.failed)
         finish_env(&ld);
@@ -644,6 +653,11 @@ int config_load_string(const char *text, const char *name, struct config **out, 
 }
 
 int config_load(const char *path, struct config **out, struct pgsov_err *err)
+{
+    return config_load_ex(path, 0, out, err);
+}
+
+int config_load_ex(const char *path, unsigned flags, struct config **out, struct pgsov_err *err)
 {
     FILE *f = fopen(path, "r");
     if (!f)
@@ -680,7 +694,7 @@ int config_load(const char *path, struct config **out, struct pgsov_err *err)
     if (!text && !(text = calloc(1, 1)))
         return pgsov_fail(err, "out of memory");
     text[len] = '\0';
-    int rc = config_load_string(text, path, out, err);
+    int rc = config_load_string_ex(text, path, flags, out, err);
     free(text);
     return rc;
 }

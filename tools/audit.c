@@ -143,7 +143,7 @@ int cmd_audit(int argc, char **argv)
     audit_report_set_target(r, where, t.user, manifest_path);
     struct audit_db_facts facts = {
         .host = t.host, .port = t.port, .manifest = manifest, .migrations_dir = migrations,
-        .backup_reply = backup_reply, .statement_timeout_ms = timeout_ms,
+        .backup_reply = backup_reply, .statement_timeout_ms = timeout_ms, .cfg = t.cfg,
     };
     if (audit_db_run(t.conn, r, env, &facts, &err) < 0) {
         fprintf(stderr, "pgsov audit: the audit could not run: %s\n", err.msg);

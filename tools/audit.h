@@ -231,6 +231,8 @@ void audit_backups_evaluate(struct audit_report *r, const struct audit_env_manif
 
 /* ---- against a live database ----------------------------------------------------------- */
 
+struct config;
+
 struct audit_db_facts {
     const char *host;           /* host:port the connection went to (for the hosts check)    */
     int port;
@@ -238,6 +240,8 @@ struct audit_db_facts {
     const char *migrations_dir; /* overrides the manifest's (--migrations)                   */
     const char *backup_reply;   /* file path or NULL                                         */
     int statement_timeout_ms;
+    const struct config *cfg;   /* proxy.ini: its hostname guard decides when the manifest
+                                   entry names no "hosts"                                   */
 };
 
 /* Runs every enabled check on c inside BEGIN READ ONLY (rolled back at the end).

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "pgsov/config.h"
 #include "pgsov/env.h"
 #include "migrate_core.h"
 #include "target.h"
@@ -104,10 +105,23 @@ static bool is_t(const PGresult *res, int row, int col)
 static void check_hosts(struct db *x, const struct audit_db_facts *f)
 {
     const struct audit_env_manifest *env = x->env;
-    if (env->hosts.n == 0 || !f->host)
+    if (!f->host)
         return;
     char obj[300];
     snprintf(obj, sizeof obj, "%s:%d", f->host, f->port);
+    if (env->hosts.n == 0) {
+        /* No "hosts" in the manifest: proxy.ini's host_patterns are the one source of truth. */
+        const struct env_config *ce = f->cfg ? config_find_env(f->cfg, env->name) : NULL;
+        struct pgsov_err gerr;
+        if (!ce)
+            return;
+        if (env_guard_check(f->cfg, ce, f->host, f->port, &gerr) != 0)
+            audit_report_add(x->r, "host_not_allowed", obj, gerr.msg,
+                             "a host matching this environment's host_patterns in proxy.ini", NULL);
+        else
+            audit_report_ran(x->r, "host_not_allowed");
+        return;
+    }
     bool own = false;
     for (size_t i = 0; i < env->hosts.n; i++)
         own |= env_host_pattern_match(env->hosts.v[i], f->host, f->port);

@@ -14,7 +14,9 @@ static void check_usage(FILE *out)
             "Loads proxy.ini exactly as pgsov-proxy does: every key, ${VAR} expansion and the\n"
             "hostname guard (each environment's upstream must match its own host_patterns and no\n"
             "other environment's). Exit 0 when valid, 1 with file:line and the reason otherwise.\n"
-            "pgsov-proxy --check -c proxy.ini also loads the rules files.\n");
+            "The proxy's upstream secrets (upstream_password.*) are not expanded here, so CI\n"
+            "can run this without them; pgsov-proxy --check -c proxy.ini expands them and also\n"
+            "loads the rules, users and TLS files.\n");
 }
 
 int cmd_check(int argc, char **argv)
@@ -38,7 +40,7 @@ int cmd_check(int argc, char **argv)
         path = "proxy.ini";
     struct config *cfg;
     struct pgsov_err err;
-    if (config_load(path, &cfg, &err) != 0) {
+    if (config_load_ex(path, CONFIG_NO_SECRETS, &cfg, &err) != 0) {
         fprintf(stderr, "pgsov check: %s\n", err.msg);
         return 1;
     }

@@ -196,7 +196,7 @@ static int target_environment(struct target *t, const struct target_options *o, 
     struct stat st;
     *url_needed = false;
     if (stat(path, &st) == 0 || explicit_path) {
-        if (config_load(path, &t->cfg, err) != 0)
+        if (config_load_ex(path, CONFIG_NO_SECRETS, &t->cfg, err) != 0)
             return -1;
         t->env = env_resolve(t->cfg, o->env_name, err);
         if (!t->env)

@@ -105,9 +105,16 @@ struct config {
 /* Reads and validates path. On error returns -1 with "file:line: reason" in err. */
 int config_load(const char *path, struct config **out, struct pgsov_err *err);
 
+/* Flags for config_load_ex(). */
+#define CONFIG_NO_SECRETS 0x1   /* skip upstream_password.* (the tools never need the proxy's
+                                   upstream secrets, nor the environment variables behind them) */
+int config_load_ex(const char *path, unsigned flags, struct config **out, struct pgsov_err *err);
+
 /* Same from a string (tests); name is used in messages. */
 int config_load_string(const char *text, const char *name, struct config **out,
                        struct pgsov_err *err);
+int config_load_string_ex(const char *text, const char *name, unsigned flags, struct config **out,
+                          struct pgsov_err *err);
 
 void config_free(struct config *cfg);
 

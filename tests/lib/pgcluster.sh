@@ -3,8 +3,8 @@
 #
 #   source tests/lib/pgcluster.sh
 #   pgc_init DIR            make DIR, the test PKI in DIR/pki, and pick the unprivileged user
-#   pgc_start NAME          initdb + start DIR/NAME with TLS on a free loopback port;
-#                           sets PGC_PORT_<NAME>
+#   pgc_start NAME [CONF]   initdb + start DIR/NAME with TLS on a free loopback port;
+#                           sets PGC_PORT_<NAME>; CONF: extra postgresql.conf lines
 #   pgc_stop_all            stop every cluster started here (also on EXIT via the caller's trap)
 #
 # Clusters listen on 127.0.0.1 only, with TLS (server.crt from the test PKI) and password auth
@@ -62,7 +62,7 @@ pgc_free_port() {
 }
 
 pgc_start() {
-    local name=$1 data=$PGC_DIR/$1 port pwfile
+    local name=$1 extra_conf=${2:-} data=$PGC_DIR/$1 port pwfile
     mkdir -p "$data"
     [[ $(id -u) -eq 0 ]] && chown "$PGC_RUNAS" "$data"
     pwfile=$data.pw
@@ -88,6 +88,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
+$extra_conf
 CONF
     for _ in 1 2 3 4 5; do
         port=$(pgc_free_port)

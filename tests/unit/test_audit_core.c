@@ -114,7 +114,7 @@ static void test_example_manifest(void **state)
     const struct audit_env_manifest *p = audit_manifest_env(m, "production");
     assert_true(p->backups_pitr);
     assert_int_equal(p->backups_retention_days, 7);
-    assert_int_equal(p->unverified_level, AUDIT_ERROR);
+    assert_int_equal(p->unverified_level, AUDIT_WARNING);   /* reported, not gating: see README (audit) */
     assert_null(audit_manifest_env(m, "prod"));
     audit_manifest_free(m);
 }

@@ -209,6 +209,43 @@ static void test_env_resolve(void **state)
     config_free(c);
 }
 
+/* auth = proxy: client → upstream role map, passwords from the environment, and the tools'
+ * view of the same file without those secrets. */
+static void test_upstream_credentials(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    unsetenv("PGSOV_TEST_SECRET");
+    const char *text = "[proxy]\nclient_tls = disable\nusers_file = /etc/pgsov/users\n"
+                       DEV_SECTION "auth = proxy\nupstream_user.app = app_rw\n"
+                       "upstream_password.app_rw = ${PGSOV_TEST_SECRET}\n";
+    assert_int_equal(config_load_string(text, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "PGSOV_TEST_SECRET"));
+    if (config_load_string_ex(text, "t.ini", CONFIG_NO_SECRETS, &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_null(env_upstream_password(&c->envs[0], "app_rw"));
+    config_free(c);
+
+    setenv("PGSOV_TEST_SECRET", "s3cret", 1);
+    if (config_load_string(text, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    const struct env_config *e = &c->envs[0];
+    assert_int_equal(e->auth, ENV_AUTH_PROXY);
+    assert_string_equal(env_upstream_user(e, "app"), "app_rw");
+    assert_string_equal(env_upstream_user(e, "other"), "other");
+    assert_string_equal(env_upstream_password(e, "app_rw"), "s3cret");
+    assert_null(env_upstream_password(e, "app"));
+    config_free(c);
+    unsetenv("PGSOV_TEST_SECRET");
+
+    const char *no_users = PROXY_MIN DEV_SECTION "auth = proxy\n";
+    assert_int_equal(config_load_string(no_users, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "needs users_file"));
+    const char *bad_auth = PROXY_MIN DEV_SECTION "auth = maybe\n";
+    assert_int_equal(config_load_string(bad_auth, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "t.ini:9: auth"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -219,6 +256,7 @@ int main(void)
         cmocka_unit_test(test_host_pattern_match),
         cmocka_unit_test(test_hostname_guard),
         cmocka_unit_test(test_env_resolve),
+        cmocka_unit_test(test_upstream_credentials),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
