@@ -296,14 +296,80 @@ static void test_gssenc_request(void **state)
     PQfinish(c);
 }
 
+/* A Query arriving in pieces is assembled before the guard decides; each piece alone is
+ * nothing. Allowed and refused texts both, answered in order. */
+static void test_query_in_pieces(void **state)
+{
+    (void)state;
+    static const struct { const char *sql; char first; const char *sqlstate; } cases[] = {
+        { "SELECT 'split across three writes'", 'T', NULL },
+        { "DROP TABLE pg_catalog.pg_class", 'E', "42501" },
+        { "SELECT 2", 'T', NULL },
+    };
+    PGconn *c = victim("itest-pieces");
+    int fd = PQsocket(c);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t msg[256];
+        size_t n = strlen(cases[i].sql) + 1;
+        msg[0] = 'Q';
+        put32(msg + 1, (uint32_t)(4 + n));
+        memcpy(msg + 5, cases[i].sql, n);
+        size_t total = 5 + n, cut1 = 3, cut2 = 5 + n / 2;
+        assert_int_equal(it_raw_send(fd, msg, cut1), 0);
+        usleep(50 * 1000);
+        assert_int_equal(it_raw_send(fd, msg + cut1, cut2 - cut1), 0);
+        usleep(50 * 1000);
+        bystander_answers("half a Query");
+        assert_int_equal(it_raw_send(fd, msg + cut2, total - cut2), 0);
+        char type;
+        uint8_t body[2048];
+        uint32_t blen;
+        assert_int_equal(it_raw_read_msg(fd, &type, body, sizeof body - 1, &blen, 3000), 1);
+        if (type != cases[i].first)
+            fail_msg("%s: first answer '%c', want '%c'", cases[i].sql, type, cases[i].first);
+        if (cases[i].sqlstate)
+            assert_string_equal(it_raw_field(body, blen, 'C'), cases[i].sqlstate);
+        while (type != 'Z')
+            assert_int_equal(it_raw_read_msg(fd, &type, body, sizeof body - 1, &blen, 3000), 1);
+        assert_int_equal(blen, 1);
+        assert_int_equal(body[0], 'I');
+    }
+    PQfinish(c);
+    upstream_gone("itest-pieces");
+}
+
+/* During authentication only password messages are valid. */
+static void test_query_during_auth(void **state)
+{
+    (void)state;
+    int fd = it_raw_connect(proxy.port);
+    uint8_t pkt[512], body[1024];
+    static const char *const kv[] = { "user", "app_md5", "database", "dev", NULL };
+    size_t n = it_raw_startup(pkt, sizeof pkt, 196608, kv);
+    assert_int_equal(it_raw_send(fd, pkt, n), 0);
+    uint32_t len = read_until(fd, 'R', body, sizeof body);
+    assert_int_equal(len, 8);
+    static const uint8_t q[] = { 'Q', 0, 0, 0, 13, 'S', 'E', 'L', 'E', 'C', 'T', ' ', '1', 0 };
+    assert_int_equal(it_raw_send(fd, q, sizeof q), 0);
+    char type;
+    assert_int_equal(it_raw_read_msg(fd, &type, body, sizeof body - 1, &len, 3000), 1);
+    assert_int_equal(type, 'E');
+    assert_string_equal(it_raw_field(body, len, 'C'), "08P01");
+    assert_int_equal(it_raw_wait_closed(fd, 3000), 1);
+    close(fd);
+    bystander_answers("a Query during authentication");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_startup_garbage),
         cmocka_unit_test(test_silent_client_times_out),
         cmocka_unit_test(test_bad_messages_after_auth),
+        cmocka_unit_test(test_query_in_pieces),
         cmocka_unit_test(test_negotiate_protocol_version),
         cmocka_unit_test(test_gssenc_request),
+        cmocka_unit_test(test_query_during_auth),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
