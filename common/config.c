@@ -313,8 +313,8 @@ static int handle_proxy_key(struct loader *ld, const char *key, char *v)
                !strcmp(key, "connect_timeout") || !strcmp(key, "shutdown_timeout")) {
         int ms;
         if (parse_duration_ms(v, &ms) != 0)
-            return loader_fail(ld, "%s: \"%s\" is not a duration (e.g. 10s, 500ms, 2m)", key, v);
-        if (key[0] == 's' && key[1] == 't')
+            rc = loader_fail(ld, "%s: \"%s\" is not a duration (e.g. 10s, 500ms, 2m)", key, v);
+        else if (key[0] == 's' && key[1] == 't')
             c->startup_timeout_ms = ms;
         else if (key[0] == 'i')
             c->idle_timeout_ms = ms;
