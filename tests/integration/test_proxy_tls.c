@@ -1,7 +1,8 @@
 /* test_proxy_tls.c — TLS on both links of pgsov-proxy: a verify-full client reaches the proxy
  * and the proxy→upstream link is TLS (pg_stat_ssl); a client trusting the wrong CA fails with
  * a certificate error; an upstream whose certificate does not verify gives the client FATAL
- * 08006 with the reason; client certificates under client_tls = verify-ca and cn= rules. */
+ * 08006 with the reason; client certificates under client_tls = verify-ca and cn= rules;
+ * client_tls = disable; reloading upstream TLS settings (a broken one keeps the old). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,56 @@ static void test_client_certificates(void **state)
     assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* client_tls = disable: SSLRequest gets 'N'; sslmode=prefer falls back, require fails. */
+static void test_client_tls_disabled(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start_ini(&p, bad_upstream_ini, "allow all all app any default\n");
+    PGconn *c = it_connect("host=127.0.0.1 port=%d sslmode=prefer dbname=production user=app password=app-secret "
+                           "connect_timeout=5", p.port);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("sslmode=prefer against client_tls = disable: %s", PQerrorMessage(c));
+    assert_int_equal(PQsslInUse(c), 0);
+    PQfinish(c);
+    c = it_connect("host=127.0.0.1 port=%d sslmode=require dbname=production user=app password=app-secret "
+                   "connect_timeout=5", p.port);
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    assert_true(it_contains(PQerrorMessage(c), "does not support SSL"));
+    PQfinish(c);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
+/* Reload picks up a corrected sslrootcert; a missing one is refused and the old one kept. */
+static void test_reload_upstream_tls(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start_ini(&p, bad_upstream_ini, "allow all all app any default\n");
+    PGconn *c = it_proxy_connect(&p, "dbname=dev user=app password=app-secret");
+    assert_int_equal(PQstatus(c), CONNECTION_BAD);
+    PQfinish(c);
+
+    char *ini = NULL;
+    it_sh(&ini, "sed 's|/wrong-ca.crt|/ca.crt|' '%s' > '%s.new' && mv '%s.new' '%s' && cat '%s'",
+          p.ini, p.ini, p.ini, p.ini, p.ini);
+    assert_false(it_contains(ini, "wrong-ca"));
+    free(ini);
+    assert_int_equal(it_proxy_reload(&p), 1);
+    c = it_proxy_connect(&p, "dbname=dev user=app password=app-secret");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("after reload with the right CA: %s", PQerrorMessage(c));
+    PQfinish(c);
+
+    assert_int_equal(it_sh(NULL, "sed -i 's|/ca.crt|/no-such-ca.crt|' '%s'", p.ini), 0);
+    assert_int_equal(it_proxy_reload(&p), 0);
+    c = it_proxy_connect(&p, "dbname=dev user=app password=app-secret");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("a failed reload must keep the working TLS settings: %s", PQerrorMessage(c));
+    PQfinish(c);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -197,6 +248,8 @@ int main(void)
         cmocka_unit_test(test_client_trusts_wrong_ca),
         cmocka_unit_test(test_upstream_verify_fails),
         cmocka_unit_test(test_client_certificates),
+        cmocka_unit_test(test_client_tls_disabled),
+        cmocka_unit_test(test_reload_upstream_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
