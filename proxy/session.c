@@ -1759,12 +1759,16 @@ static void relay_from_client(struct session *s)
             avail -= 1 + len;
             continue;
         }
+        if (type == 'X')
+            s->close_reason = "client terminated";
         s->bytes_from_client += 1 + len;
         s->client_left = 1 + len;
     }
     if (off)
         evbuffer_remove_buffer(in, out, off);
     apply_backpressure(s->client, s->server);
+    if (cfg->idle_timeout_ms > 0)
+        arm_timer(s, cfg->idle_timeout_ms);   /* idle means no client traffic for that long */
 }
 
 static void maybe_finish_drain(struct session *s)
