@@ -102,7 +102,7 @@ static void test_extended_protocol(void **state)
     assert_int_equal(PQnfields(r), 1);
     PQclear(r);
     for (int i = 1; i <= 3; i++) {
-        char id[8];
+        char id[16];
         snprintf(id, sizeof id, "%d", 100 + i);
         const char *pv[2] = { id, "prepared" };
         r = PQexecPrepared(c, "ins", 2, pv, NULL, NULL, 0);
@@ -131,7 +131,7 @@ static void test_pipeline_mode(void **state)
     PGconn *c = app();
     assert_int_equal(PQenterPipelineMode(c), 1);
     for (int i = 1; i <= 5; i++) {
-        char v[8];
+        char v[16];
         snprintf(v, sizeof v, "%d", i);
         const char *pv[1] = { v };
         assert_int_equal(PQsendQueryParams(c, "SELECT $1::int * 2", 1, NULL, pv, NULL, NULL, 0), 1);
