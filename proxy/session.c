@@ -57,7 +57,7 @@
 
 #define HIGH_WATER (256 * 1024)     /* stop reading the other side above this much output */
 #define LOW_WATER (64 * 1024)       /* resume below this */
-#define MAX_PENDING_REFUSALS 64
+#define MAX_PENDING_REFUSALS 1024   /* beyond this, stop reading the client until they return */
 #define MAX_PREPARED_NAMES 256
 #define REFUSAL_STMT_NAME "pgsov_refused"
 
@@ -135,6 +135,7 @@ struct session {
     uint32_t pending_ready;             /* Q/S/F forwarded minus ReadyForQuery received */
     bool lexing_unsafe;
     char lexing_reason[160];
+    bool batch_open;                    /* extended-protocol messages forwarded since the last Sync */
     bool draining;
 
     /* guard */
@@ -142,6 +143,7 @@ struct session {
     uint32_t refusal_seq;
     struct refusal *refusals, *refusals_tail;
     int n_refusals;
+    bool paused_for_refusals;           /* client reading stopped at MAX_PENDING_REFUSALS */
     struct prepared_name *prepared;
     int n_prepared;
 
@@ -1551,15 +1553,7 @@ static void substitute_refusal(struct session *s, char type, const char *message
         else
             s->refusals = r;
         s->refusals_tail = r;
-        if (++s->n_refusals > MAX_PENDING_REFUSALS) {
-            struct refusal *old = s->refusals;
-            s->refusals = old->next;
-            free(old->message);
-            free(old->detail);
-            free(old->hint);
-            free(old);
-            s->n_refusals--;
-        }
+        s->n_refusals++;
     }
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT 'pgsov:refused:%s:%u'::pg_catalog.int4", s->nonce, seq);
@@ -1596,6 +1590,25 @@ static bool guard_message(struct session *s, char type, const char *sql, size_t 
         lexing = v.lexing_change;
     }
 
+    /* The guard reads SQL with the lexing settings the server last reported. A statement still
+     * in flight (a pipelined Query, or an earlier message of this extended batch) may change
+     * them before the server parses this text, and only a backslash reads differently then:
+     * a multibyte character's trailing byte is never a quote, ';', '$' or comment marker in
+     * any client encoding PostgreSQL accepts, and a Query string is parsed whole before any
+     * of it runs. So a text with a backslash waits for nothing: it is refused while anything
+     * that could change the settings is in flight. */
+    uint32_t others_in_flight = s->pending_ready - (type == 'Q' || type == 'F' ? 1 : 0);
+    if (type != 'F' && (others_in_flight > 0 || s->batch_open) && memchr(sql, '\\', sql_len)) {
+        snprintf(msg, sizeof msg, "pgsov: statement refused for user \"%s\" in environment \"%s\": "
+                 "it contains a backslash and was pipelined behind unfinished statements",
+                 s->user, s->env_name);
+        audit_statement(s, "refused", CLASS_UNKNOWN, CLASS_BIT(CLASS_UNKNOWN), sql);
+        substitute_refusal(s, type, msg, "A statement still running could change "
+                           "standard_conforming_strings or client_encoding, and with them what a "
+                           "backslash means; the guard cannot know how the server will read this text.",
+                           "Send it after the previous results have arrived, or pass the value as a parameter.");
+        return false;
+    }
     if (s->lexing_unsafe || lexing) {
         snprintf(msg, sizeof msg, "pgsov: statement refused for user \"%s\" in environment \"%s\": "
                  "it changes how SQL is read", s->user, s->env_name);
@@ -1666,8 +1679,10 @@ static bool replace_marked_error(struct session *s, const uint8_t *body, uint32_
         free(old);
         s->n_refusals--;
     }
-    if (!s->refusals) {
-        s->refusals_tail = NULL;
+    if (!s->refusals || s->refusals->seq != seq) {
+        /* Its text could not be kept (out of memory): still a refusal, never the marker. */
+        if (!s->refusals)
+            s->refusals_tail = NULL;
         wire_error_response(out, "ERROR", "42501", "pgsov: statement refused", NULL, NULL);
         return true;
     }
@@ -1725,6 +1740,14 @@ static void relay_from_client(struct session *s)
             session_fatal(s, "08P01", "pgsov: invalid message from client", err.msg, NULL, "bad message");
             return;
         }
+        if (inspect && (type == 'Q' || type == 'P' || type == 'F') &&
+            s->n_refusals >= MAX_PENDING_REFUSALS) {
+            /* Refusals are never dropped (their order pairs them with the server's errors):
+             * wait until the client reads some answers, as the server itself would. */
+            bufferevent_disable(s->client, EV_READ);
+            s->paused_for_refusals = true;
+            break;
+        }
         if (type == 'Q' || type == 'S' || type == 'F')
             s->pending_ready++;
         if (inspect && (type == 'Q' || type == 'P' || type == 'F')) {
@@ -1756,11 +1779,17 @@ static void relay_from_client(struct session *s)
             } else {
                 evbuffer_drain(in, 1 + len);
             }
+            if (type == 'P')
+                s->batch_open = true;
             avail -= 1 + len;
             continue;
         }
         if (type == 'X')
             s->close_reason = "client terminated";
+        else if (type == 'S')
+            s->batch_open = false;
+        else if (type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H' || type == 'P')
+            s->batch_open = true;
         s->bytes_from_client += 1 + len;
         s->client_left = 1 + len;
     }
@@ -1843,6 +1872,13 @@ static void relay_from_server(struct session *s)
     if (off)
         evbuffer_remove_buffer(in, out, off);
     apply_backpressure(s->server, s->client);
+    if (s->paused_for_refusals && s->n_refusals < MAX_PENDING_REFUSALS) {
+        s->paused_for_refusals = false;
+        bufferevent_enable(s->client, EV_READ);
+        relay_from_client(s);
+        if (s->state != S_RELAY)
+            return;
+    }
     if (s->draining)
         maybe_finish_drain(s);
 }
