@@ -1520,10 +1520,11 @@ static void audit_statement(struct session *s, const char *event, enum stmt_clas
     id_text(s, id, sizeof id);
     snprintf(rule_at, sizeof rule_at, "%s:%d", s->rule->file, s->rule->line);
     class_set_format(classes, cls, sizeof cls);
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "event", event,
+    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "event", event,
                           "session", id, "environment", s->env_name, "user", s->user,
-                          "source", s->source, "tls", tls_text(s, tlsbuf, sizeof tlsbuf),
-                          "class", stmt_class_name(c), "classes", cls, "rule", rule_at);
+                          "upstream_user", s->upstream_user, "source", s->source,
+                          "tls", tls_text(s, tlsbuf, sizeof tlsbuf), "class", stmt_class_name(c),
+                          "classes", cls, "rule", rule_at);
     if (!a)
         return;
     /* Never the literal values: the normalized text and its fingerprint only. */
@@ -1639,8 +1640,8 @@ static bool guard_message(struct session *s, char type, const char *sql, size_t 
         }
         char id[24];
         id_text(s, id, sizeof id);
-        log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user, "env", s->env_name,
-                  "class", stmt_class_name(bad), NULL);
+        log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user,
+                  "upstream_user", s->upstream_user, "env", s->env_name, "class", stmt_class_name(bad), NULL);
         audit_statement(s, "refused", bad, classes, type == 'F' ? NULL : sql);
         substitute_refusal(s, type, msg, detail, hint);
         return false;
