@@ -260,6 +260,45 @@ static void test_audit_line_for_refusal(void **state)
     assert_int_equal(lines, before + 1);
 }
 
+/* The hostname guard: production configured onto the development cluster (a copy-paste slip)
+ * is refused before the proxy starts, by --check and by a normal start. */
+static void test_hostname_guard_at_start(void **state)
+{
+    (void)state;
+    const struct it_env *e = it_env();
+    char *dir = it_tmpdir("guardini");
+    char ini[4096], path[1200], rules_path[1200];
+    snprintf(rules_path, sizeof rules_path, "%s/access.rules", dir);
+    it_write_file(rules_path, "allow all all app any default\n");
+    static const struct { const char *name, *prod_patterns; int prod_port_is_dev; } cases[] = {
+        { "production on the dev port", "localhost:*", 1 },
+        { "production outside its own patterns", "db.prod.example:5432", 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(ini, sizeof ini,
+                 "[proxy]\nlisten = 127.0.0.1:0\nrules = %s\nclient_tls = disable\n"
+                 "[env.development]\nhost = localhost\nport = %d\ndatabase = postgres\n"
+                 "sslrootcert = %s/ca.crt\nhost_patterns = localhost:%d\n"
+                 "[env.production]\nhost = localhost\nport = %d\ndatabase = postgres\n"
+                 "sslrootcert = %s/ca.crt\nhost_patterns = %s\n",
+                 rules_path, e->dev_port, e->pki, e->dev_port,
+                 cases[i].prod_port_is_dev ? e->dev_port : e->prod_port, e->pki, cases[i].prod_patterns);
+        snprintf(path, sizeof path, "%s/proxy-%zu.ini", dir, i);
+        it_write_file(path, ini);
+        char *out = NULL;
+        int rc = it_sh(&out, "'%s/pgsov-proxy' --check -c '%s'", e->bin, path);
+        if (rc != 1 || !it_contains(out, "production") || !it_contains(out, "hostname guard"))
+            fail_msg("%s: --check exit %d: %s", cases[i].name, rc, out);
+        print_message("   %s: %s", cases[i].name, out);
+        free(out);
+        rc = it_sh(&out, "timeout 5 '%s/pgsov-proxy' -c '%s'", e->bin, path);
+        if (rc == 0 || rc == 124)
+            fail_msg("%s: the proxy started (exit %d): %s", cases[i].name, rc, out);
+        free(out);
+    }
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -268,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_unknown_environment),
         cmocka_unit_test(test_env_option_real_database),
         cmocka_unit_test(test_audit_line_for_refusal),
+        cmocka_unit_test(test_hostname_guard_at_start),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
