@@ -253,6 +253,22 @@ static void test_reload_users(void **state)
     assert_int_equal(it_proxy_reload(&proxy), 1);
 }
 
+/* A refused statement's audit line names both the client user and the upstream role. */
+static void test_audit_names_both_users(void **state)
+{
+    PGconn *c = it_proxy_connect(&proxy, "user=svc password=from-authid dbname=production");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("login: %s", PQerrorMessage(c));
+    char *msg = it_expect_error(c, "DROP TABLE IF EXISTS no_such_table", "42501", "DDL refused");
+    free(msg);
+    PQfinish(c);
+    char *audit = NULL;
+    it_sh(&audit, "grep '\"event\":\"refused\"' '%s'", proxy.audit);
+    assert_true(it_contains(audit, "\"user\":\"svc\""));
+    assert_true(it_contains(audit, "\"upstream_user\":\"app_md5\""));
+    free(audit);
+}
+
 /* development stays passthrough: the client's own upstream password works there. */
 static void test_passthrough_alongside(void **state)
 {
@@ -271,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_failures_and_backoff),
         cmocka_unit_test(test_reload_users),
         cmocka_unit_test(test_passthrough_alongside),
+        cmocka_unit_test(test_audit_names_both_users),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
