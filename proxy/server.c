@@ -193,6 +193,11 @@ struct event_base *worker_base(struct worker *w)
     return w->base;
 }
 
+int worker_index(const struct worker *w)
+{
+    return w->index;
+}
+
 struct guard *worker_guard(struct worker *w)
 {
     return w->guard;

@@ -452,9 +452,10 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *addr, sockl
         session_free(s);
         return;
     }
-    char id[24];
+    char id[24], worker[16];
     id_text(s, id, sizeof id);
-    log_event(LOG_DEBUG, "connect", "session", id, "src", s->source, NULL);
+    snprintf(worker, sizeof worker, "%d", worker_index(w));
+    log_event(LOG_DEBUG, "connect", "session", id, "src", s->source, "worker", worker, NULL);
     bufferevent_setcb(s->client, client_read_cb, NULL, client_event_cb, s);
     bufferevent_setwatermark(s->client, EV_READ, 0, 0);
     bufferevent_enable(s->client, EV_READ | EV_WRITE);

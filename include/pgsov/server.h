@@ -50,6 +50,7 @@ struct backoff;
 const unsigned char *server_mock_secret(void);
 
 struct event_base *worker_base(struct worker *w);
+int worker_index(const struct worker *w);
 struct backoff *worker_backoff(struct worker *w);
 
 struct scram_key_cache;
