@@ -647,7 +647,7 @@ static void test_other_classes_refused(void **state)
 
 /* Many batches in flight, each with a refusal, alternating classes: every error arrives in
  * order with the text of its own statement. (Beyond the proxy's bound of 64 pending
- * refusals, see test_proxy_bugs.c while that is open.) */
+ * refusals, see test_proxy_inflight.c.) */
 static void test_many_refusals_in_flight(void **state)
 {
     (void)state;
