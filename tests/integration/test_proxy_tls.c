@@ -241,6 +241,63 @@ static void test_reload_upstream_tls(void **state)
     assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* Bulk traffic over the TLS client link: 32 MB of COPY in and out, a 200k-row result. */
+static void test_bulk_over_tls(void **state)
+{
+    (void)state;
+    struct it_proxy p;
+    it_proxy_start(&p, NULL, "allow development all app tls default\n");
+    PGconn *s = it_super("dev", "postgres");
+    it_exec(s, "DROP TABLE IF EXISTS public.it_tls_copy");
+    it_exec(s, "CREATE TABLE public.it_tls_copy (id int, payload text)");
+    it_exec(s, "GRANT SELECT, INSERT ON public.it_tls_copy TO app");
+    char rest[1024];
+    snprintf(rest, sizeof rest, "sslmode=verify-full sslrootcert=%s/ca.crt dbname=dev user=app "
+             "password=app-secret", it_env()->pki);
+    PGconn *c = tls_connect(&p, rest);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("TLS: %s", PQerrorMessage(c));
+    PGresult *r = PQexec(c, "COPY public.it_tls_copy FROM STDIN");
+    assert_int_equal(PQresultStatus(r), PGRES_COPY_IN);
+    PQclear(r);
+    char line[160];
+    size_t sent = 0;
+    int rows = 0;
+    while (sent < 32u * 1024 * 1024) {
+        rows++;
+        int n = snprintf(line, sizeof line, "%d\t%0120d\n", rows, rows);
+        assert_int_equal(PQputCopyData(c, line, n), 1);
+        sent += (size_t)n;
+    }
+    assert_int_equal(PQputCopyEnd(c, NULL), 1);
+    r = PQgetResult(c);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("COPY over TLS: %s", PQresultErrorMessage(r));
+    PQclear(r);
+    assert_null(PQgetResult(c));
+    r = PQexec(c, "COPY public.it_tls_copy TO STDOUT");
+    assert_int_equal(PQresultStatus(r), PGRES_COPY_OUT);
+    PQclear(r);
+    size_t got = 0;
+    char *buf;
+    int n;
+    while ((n = PQgetCopyData(c, &buf, 0)) > 0) {
+        got += (size_t)n;
+        PQfreemem(buf);
+    }
+    while ((r = PQgetResult(c)) != NULL)
+        PQclear(r);
+    assert_true(got == sent);
+    r = PQexec(c, "SELECT g, repeat('y', 100) FROM generate_series(1, 200000) g");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 200000);
+    PQclear(r);
+    PQfinish(c);
+    it_exec(s, "DROP TABLE public.it_tls_copy");
+    PQfinish(s);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -250,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_client_certificates),
         cmocka_unit_test(test_client_tls_disabled),
         cmocka_unit_test(test_reload_upstream_tls),
+        cmocka_unit_test(test_bulk_over_tls),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
