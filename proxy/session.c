@@ -1929,8 +1929,33 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
 static void server_write_cb(struct bufferevent *bev, void *arg)
 {
     struct session *s = arg;
-    if (s->client && s->state == S_RELAY)
+    if (s->state == S_CLOSING) {        /* the client has gone; its last bytes are out */
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            session_free(s);
+        return;
+    }
+    if (s->client && s->state == S_RELAY && !s->paused_for_refusals)
         bufferevent_enable(s->client, EV_READ);
+}
+
+/* The client closed: what it sent last (usually Terminate) still reaches the upstream, so the
+ * server sees an orderly end instead of a broken connection. */
+static void session_close_upstream_after_flush(struct session *s, const char *reason)
+{
+    if (!s->close_reason)
+        s->close_reason = reason;
+    if (!s->server || evbuffer_get_length(bufferevent_get_output(s->server)) == 0) {
+        session_free(s);
+        return;
+    }
+    session_set_state(s, S_CLOSING);
+    bufferevent_free(s->client);
+    s->client = NULL;
+    bufferevent_disable(s->server, EV_READ);
+    bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
+    bufferevent_setcb(s->server, NULL, server_write_cb, server_event_cb, s);
+    bufferevent_enable(s->server, EV_WRITE);
+    arm_timer(s, 5000);
 }
 
 static void client_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -1961,8 +1986,16 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         if (!s->close_reason)
             s->close_reason = (what & BEV_EVENT_EOF) ? "client closed" : "client error";
         /* Whatever the client sent before closing (a Terminate) still goes upstream. */
-        if (s->server && s->state == S_RELAY && evbuffer_get_length(bufferevent_get_input(bev)))
-            relay_from_client(s);
+        if (s->server && s->state == S_RELAY) {
+            if (evbuffer_get_length(bufferevent_get_input(bev)))
+                relay_from_client(s);
+            if (s->state == S_RELAY) {
+                session_close_upstream_after_flush(s, s->close_reason);
+                return;
+            }
+            if (s->state == S_CLOSING)
+                return;
+        }
         session_free(s);
     }
 }
@@ -2007,6 +2040,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         char why[300];
         tls_error_text(bufferevent_openssl_get_ssl(bev), why, sizeof why);
         upstream_failed(s, why);
+        return;
+    }
+    if (s->state == S_CLOSING && !s->client) {
+        session_free(s);
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
