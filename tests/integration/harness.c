@@ -432,6 +432,17 @@ int it_proxy_stop(struct it_proxy *p, int sig, int timeout_ms)
     return it_proxy_wait_exit(p, timeout_ms);
 }
 
+/* A proxy that did not exit cleanly says why: the end of its log, for the test output. */
+static void print_log_tail(const struct it_proxy *p, int rc)
+{
+    char *log = it_proxy_log(p);
+    size_t len = strlen(log);
+    const char *tail = len > 3000 ? log + len - 3000 : log;
+    print_message("pgsov-proxy (port %d) %s %d; end of its log:\n%s\n", p->port,
+                  rc < 0 ? "did not exit, status" : "exited with", rc, tail);
+    free(log);
+}
+
 int it_proxy_wait_exit(struct it_proxy *p, int timeout_ms)
 {
     if (p->pid <= 0)
@@ -440,10 +451,14 @@ int it_proxy_wait_exit(struct it_proxy *p, int timeout_ms)
         int st;
         if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
             p->pid = 0;
-            return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+            if (rc != 0)
+                print_log_tail(p, rc);
+            return rc;
         }
         usleep(10000);
     }
+    print_log_tail(p, -1);
     kill(p->pid, SIGKILL);
     waitpid(p->pid, NULL, 0);
     p->pid = 0;
