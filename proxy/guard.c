@@ -1,7 +1,8 @@
 /* guard.c — classifies SQL text into statement classes (see guard.h).
  * Owns: the node-type → class table for PostgreSQL 15's grammar, the walk over libpg_query's
  * JSON parse tree (every statement, nested ones included), the lexing-change rule, the
- * privileged-function rule and the verdict cache (hash table + CLOCK eviction).
+ * privileged-function rule and the two verdict cache levels (exact text; token stream with
+ * literal values masked, from pg_query_scan), each a hash table with CLOCK eviction.
  * Does not own: policy (rules.c), what a PREPARE recorded (session.c), I/O of any kind. */
 #include "pgsov/guard.h"
 
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/random.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "pgsov/err.h"
@@ -257,13 +259,19 @@ struct priv_func {
     char schema[GUARD_FUNC_NAME_MAX];   /* "" when unqualified            */
 };
 
-/* ---- the verdict cache ------------------------------------------------------------- */
+/* ---- the verdict caches ------------------------------------------------------------ */
+
+/* Two levels with one implementation: the exact level is keyed by the statement text, the
+ * masked level by the statement's token stream with literal values masked (see "the masked
+ * key" below). A key is a byte string; both levels are bounded hash tables with CLOCK
+ * eviction. */
 
 #define CACHE_MAX_CHAIN 8       /* a longer chain is not extended: bounded lookups */
 #define CACHE_NIL UINT32_MAX
+#define GUARD_MASKED_MIN_TEXT 8 /* shorter texts skip the masked level (measured: bench) */
 
 struct cache_entry {
-    char *text;                 /* NULL: slot free */
+    char *key;                  /* NULL: slot free */
     size_t len;
     uint64_t hash;
     uint32_t next;              /* next entry in the bucket's chain */
@@ -271,17 +279,25 @@ struct cache_entry {
     struct guard_verdict verdict;
 };
 
+struct cache {
+    struct cache_entry *entries;
+    size_t n_entries;           /* 0: this level is off */
+    uint32_t *buckets;
+    size_t bucket_mask;
+    size_t hand;
+    uint64_t seed;
+    uint64_t *evictions;        /* the stats counter this level adds to */
+};
+
 struct guard {
     uint32_t max_len;
     uint32_t cache_max_text;
     struct priv_func *funcs;
     size_t n_funcs;
-    struct cache_entry *entries;
-    size_t n_entries;
-    uint32_t *buckets;
-    size_t bucket_mask;
-    size_t hand;
-    uint64_t seed;
+    struct cache exact;         /* key: the text                          */
+    struct cache masked;        /* key: masked token stream (masked_key) */
+    char *key_buf;              /* scratch for the masked key: cache_max_text bytes */
+    char *text_buf;             /* scratch NUL-terminated copy: cache_max_text + 1 bytes */
     struct guard_stats stats;
 };
 
@@ -306,72 +322,109 @@ static uint64_t cache_hash(uint64_t seed, const char *p, size_t len)
     return h;
 }
 
-static struct cache_entry *cache_find(struct guard *g, const char *text, size_t len,
+static int cache_init(struct cache *c, size_t n_entries, uint64_t *evictions)
+{
+    memset(c, 0, sizeof *c);
+    c->evictions = evictions;
+    if (n_entries == 0)
+        return 0;
+    if (n_entries >= CACHE_NIL / 2)
+        return -1;
+    size_t nb = 16;
+    while (nb < n_entries * 2)
+        nb *= 2;
+    c->entries = calloc(n_entries, sizeof *c->entries);
+    c->buckets = malloc(nb * sizeof *c->buckets);
+    if (!c->entries || !c->buckets)
+        return -1;
+    c->n_entries = n_entries;
+    for (size_t i = 0; i < nb; i++)
+        c->buckets[i] = CACHE_NIL;
+    for (size_t i = 0; i < n_entries; i++)
+        c->entries[i].next = CACHE_NIL;
+    c->bucket_mask = nb - 1;
+    /* A secret seed, so nobody can aim keys at one bucket; chains are capped anyway. */
+    if (getrandom(&c->seed, sizeof c->seed, GRND_NONBLOCK) != (ssize_t)sizeof c->seed)
+        c->seed = (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
+    return 0;
+}
+
+static void cache_destroy(struct cache *c)
+{
+    if (c->entries)
+        for (size_t i = 0; i < c->n_entries; i++)
+            free(c->entries[i].key);
+    free(c->entries);
+    free(c->buckets);
+    memset(c, 0, sizeof *c);
+}
+
+static struct cache_entry *cache_find(struct cache *c, const char *key, size_t len,
                                       uint64_t hash)
 {
-    for (uint32_t i = g->buckets[hash & g->bucket_mask]; i != CACHE_NIL; i = g->entries[i].next) {
-        struct cache_entry *e = &g->entries[i];
-        if (e->hash == hash && e->len == len && memcmp(e->text, text, len) == 0)
+    for (uint32_t i = c->buckets[hash & c->bucket_mask]; i != CACHE_NIL; i = c->entries[i].next) {
+        struct cache_entry *e = &c->entries[i];
+        if (e->hash == hash && e->len == len && memcmp(e->key, key, len) == 0)
             return e;
     }
     return NULL;
 }
 
-static void cache_unlink(struct guard *g, uint32_t idx)
+static void cache_unlink(struct cache *c, uint32_t idx)
 {
-    struct cache_entry *e = &g->entries[idx];
-    uint32_t *link = &g->buckets[e->hash & g->bucket_mask];
+    struct cache_entry *e = &c->entries[idx];
+    uint32_t *link = &c->buckets[e->hash & c->bucket_mask];
     while (*link != CACHE_NIL) {
         if (*link == idx) {
             *link = e->next;
             break;
         }
-        link = &g->entries[*link].next;
+        link = &c->entries[*link].next;
     }
-    free(e->text);
-    e->text = NULL;
+    free(e->key);
+    e->key = NULL;
     e->next = CACHE_NIL;
 }
 
 /* A free slot, evicting with CLOCK when all are taken. */
-static uint32_t cache_victim(struct guard *g)
+static uint32_t cache_victim(struct cache *c)
 {
     for (;;) {
-        uint32_t idx = (uint32_t)g->hand;
-        struct cache_entry *e = &g->entries[idx];
-        g->hand = (g->hand + 1) % g->n_entries;
-        if (!e->text)
+        uint32_t idx = (uint32_t)c->hand;
+        struct cache_entry *e = &c->entries[idx];
+        c->hand = (c->hand + 1) % c->n_entries;
+        if (!e->key)
             return idx;
         if (e->referenced) {
             e->referenced = false;
             continue;
         }
-        cache_unlink(g, idx);
-        g->stats.evictions++;
+        cache_unlink(c, idx);
+        (*c->evictions)++;
         return idx;
     }
 }
 
-static void cache_insert(struct guard *g, const char *text, size_t len, uint64_t hash,
+static void cache_insert(struct cache *c, const char *key, size_t len, uint64_t hash,
                          const struct guard_verdict *v)
 {
     size_t chain = 0;
-    for (uint32_t i = g->buckets[hash & g->bucket_mask]; i != CACHE_NIL; i = g->entries[i].next)
+    for (uint32_t i = c->buckets[hash & c->bucket_mask]; i != CACHE_NIL; i = c->entries[i].next)
         chain++;
     if (chain >= CACHE_MAX_CHAIN)
         return;
     char *copy = malloc(len ? len : 1);
     if (!copy)
         return;                 /* not caching is always correct */
-    memcpy(copy, text, len);
-    uint32_t idx = cache_victim(g);
-    struct cache_entry *e = &g->entries[idx];
-    e->text = copy;
+    memcpy(copy, key, len);
+    uint32_t idx = cache_victim(c);
+    struct cache_entry *e = &c->entries[idx];
+    e->key = copy;
     e->len = len;
     e->hash = hash;
     e->referenced = false;
     e->verdict = *v;
-    uint32_t *head = &g->buckets[hash & g->bucket_mask];
+    uint32_t *head = &c->buckets[hash & c->bucket_mask];
     e->next = *head;
     *head = idx;
 }
@@ -431,26 +484,14 @@ struct guard *guard_new(const struct guard_options *opt)
             goto fail;
     g->n_funcs = n;
 
-    if (opt->cache_entries > 0) {
-        if (opt->cache_entries >= CACHE_NIL / 2)
-            goto fail;
-        g->n_entries = opt->cache_entries;
-        size_t nb = 16;
-        while (nb < g->n_entries * 2)
-            nb *= 2;
-        g->entries = calloc(g->n_entries, sizeof *g->entries);
-        g->buckets = malloc(nb * sizeof *g->buckets);
-        if (!g->entries || !g->buckets)
-            goto fail;
-        for (size_t i = 0; i < nb; i++)
-            g->buckets[i] = CACHE_NIL;
-        for (size_t i = 0; i < g->n_entries; i++)
-            g->entries[i].next = CACHE_NIL;
-        g->bucket_mask = nb - 1;
-        /* A secret seed, so nobody can aim texts at one bucket; chains are capped anyway. */
-        if (getrandom(&g->seed, sizeof g->seed, GRND_NONBLOCK) != (ssize_t)sizeof g->seed)
-            g->seed = (uint64_t)(uintptr_t)g ^ (uint64_t)time(NULL) * 0x9e3779b97f4a7c15ull;
-    }
+    if (cache_init(&g->exact, opt->cache_entries, &g->stats.evictions) < 0 ||
+        cache_init(&g->masked, opt->masked_cache_off ? 0 : opt->cache_entries,
+                   &g->stats.masked_evictions) < 0)
+        goto fail;
+    if (g->masked.n_entries > 0 && !(g->key_buf = malloc(g->cache_max_text)))
+        goto fail;
+    if (!(g->text_buf = malloc((size_t)g->cache_max_text + 1)))
+        goto fail;
     return g;
 fail:
     guard_free(g);
@@ -461,11 +502,10 @@ void guard_free(struct guard *g)
 {
     if (!g)
         return;
-    if (g->entries)
-        for (size_t i = 0; i < g->n_entries; i++)
-            free(g->entries[i].text);
-    free(g->entries);
-    free(g->buckets);
+    cache_destroy(&g->exact);
+    cache_destroy(&g->masked);
+    free(g->key_buf);
+    free(g->text_buf);
     free(g->funcs);
     free(g);
 }
@@ -484,6 +524,8 @@ struct walk {
     class_set classes;          /* everything but the EXECUTEs themselves */
     bool has_execute;
     bool lexing_change;
+    bool read_literal;          /* the verdict depends on a literal's value: the masked cache
+                                   must not share it (see guard_classify)                  */
     bool failed;                /* → CLASS_UNKNOWN with reason */
     int depth;
     int n_prepare, n_execute, n_deallocate;
@@ -583,6 +625,7 @@ static void check_set_lexing(struct walk *w, json_t *set)
     const char *kind = member_str(set, "kind");
     if (!lexing_name(name))
         return;
+    w->read_literal = true;
     json_t *args = json_object_get(set, "args");
     if (!kind || strcmp(kind, "VAR_SET_VALUE") != 0 || json_array_size(args) != 1 ||
         !lexing_value_safe(strcasecmp(name, "names") == 0 ? "client_encoding" : name,
@@ -619,6 +662,7 @@ static bool priv_func_match(const struct guard *g, const char *schema, const cha
  * lexing settings must keep their values; a name the guard cannot read could be either. */
 static void handle_set_config(struct walk *w, json_t *args)
 {
+    w->read_literal = true;     /* its name and value are literals */
     const char *name = const_string(json_array_get(args, 0));
     if (!name) {
         walk_add(w, CLASS_PRIVILEGED);
@@ -649,8 +693,9 @@ static void handle_func_call(struct walk *w, json_t *call)
         handle_set_config(w, json_object_get(call, "args"));
 }
 
-/* EXPLAIN executes its statement only with ANALYZE (not "ANALYZE false/off/0/no"). */
-static bool explain_analyzes(json_t *options)
+/* EXPLAIN executes its statement only with ANALYZE (not "ANALYZE false/off/0/no"). Reading
+ * the option's value (ANALYZE 0, ANALYZE 'off') reads a literal. */
+static bool explain_analyzes(struct walk *w, json_t *options)
 {
     size_t i;
     json_t *opt;
@@ -662,6 +707,7 @@ static bool explain_analyzes(json_t *options)
         json_t *arg = json_object_get(def, "arg");
         if (!arg)
             return true;
+        w->read_literal = true;
         const char *s = member_str(json_object_get(arg, "String"), "sval");
         if (!s)
             s = const_string(arg);
@@ -678,7 +724,7 @@ static bool explain_analyzes(json_t *options)
 
 static void handle_explain(struct walk *w, json_t *body)
 {
-    if (explain_analyzes(json_object_get(body, "options"))) {
+    if (explain_analyzes(w, json_object_get(body, "options"))) {
         walk_value(w, json_object_get(body, "query"));
         return;
     }
@@ -688,6 +734,7 @@ static void handle_explain(struct walk *w, json_t *body)
     inner.classes = 0;
     walk_value(&inner, json_object_get(body, "query"));
     w->failed = inner.failed;
+    w->read_literal = inner.read_literal;
     memcpy(w->reason, inner.reason, sizeof w->reason);
     w->depth = inner.depth;
     walk_add(w, CLASS_READ);
@@ -862,6 +909,248 @@ static void walk_value(struct walk *w, json_t *v)
     w->depth--;
 }
 
+/* ---- the masked key --------------------------------------------------------------- */
+
+/* Two texts whose PostgreSQL token streams are equal except for the values of literal tokens
+ * parse to trees of one shape: the grammar decides on token types, keywords and identifiers,
+ * never on a literal's value (the exceptions are below). So a verdict whose walk never read a
+ * literal's value (struct walk.read_literal) holds for every text with the same masked key.
+ *
+ * The key is the token stream of pg_query_scan() — PostgreSQL's own lexer, with
+ * standard_conforming_strings on as the parser assumes — with comments dropped, the literal
+ * tokens below reduced to their token number, and every other token kept as its number and
+ * its exact text. Token texts are taken from one token's start to the next token's start with
+ * trailing white space removed (no token ends in white space): pg_query_scan's end offsets
+ * are wrong for U&"..." identifiers and U&'...' strings, and a key must not depend on them.
+ *
+ * What is kept verbatim although it is a literal, and why:
+ * - USCONST (U&'...'): the parser, not the lexer, decodes its escapes and rejects bad ones;
+ * - PARAM ($1): nothing gains from masking it;
+ * - the integer of FLOAT ( n ) and of ALTER [COLUMN] n: PostgreSQL 15's grammar rejects some
+ *   values there ("precision for type float must be less than 54 bits", "column number must
+ *   be in range"), so their value decides whether the text parses at all. These are the
+ *   grammar actions of gram.y that test a literal's value; every other literal only reaches
+ *   the tree as a value.
+ * A text with UESCAPE has no key: the escape character is a string literal that changes the
+ * value of the U&"..." identifier before it (U&"pg_read_fil!0065" UESCAPE '!'). */
+
+/* Token numbers of enum Token in libpg_query's pg_query.proto (15-4.0.0). The header that
+ * names them, pg_query.pb-c.h, needs protobuf-c's headers, which pgsov does not depend on;
+ * tests/unit/test_guard.c checks these numbers against the installed .proto file. */
+enum {
+    TOK_FCONST = 260, TOK_SCONST = 261, TOK_USCONST = 262, TOK_BCONST = 263,
+    TOK_XCONST = 264, TOK_ICONST = 266, TOK_SQL_COMMENT = 275, TOK_C_COMMENT = 276,
+    TOK_UESCAPE = 685, TOK_OPEN_PAREN = 40, TOK_ALTER = 287, TOK_COLUMN = 336,
+    TOK_FLOAT_P = 422,
+};
+
+/* tok is masked unless the grammar tests its value (see above); prev1 and prev2 are the two
+ * tokens before it, comments left out. */
+static bool token_masked(uint32_t tok, uint32_t prev1, uint32_t prev2)
+{
+    if (tok == TOK_ICONST)
+        return !(prev1 == TOK_OPEN_PAREN && prev2 == TOK_FLOAT_P) && prev1 != TOK_ALTER &&
+               prev1 != TOK_COLUMN;
+    return tok == TOK_SCONST || tok == TOK_FCONST || tok == TOK_BCONST || tok == TOK_XCONST;
+}
+
+/* A reader of the protobuf wire format, for the two messages of pg_query_scan's result:
+ * ScanResult { int32 version = 1; repeated ScanToken tokens = 2; } and
+ * ScanToken { int32 start = 1; int32 end = 2; Token token = 4; KeywordKind keyword_kind = 5; }.
+ * Every read is bounds-checked; anything unexpected means "no key". */
+struct pb_reader {
+    const uint8_t *p, *end;
+};
+
+static bool pb_varint(struct pb_reader *b, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (b->p >= b->end)
+            return false;
+        uint8_t byte = *b->p++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) {
+            *out = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool pb_skip(struct pb_reader *b, unsigned wire_type)
+{
+    uint64_t n;
+    switch (wire_type) {
+    case 0:
+        return pb_varint(b, &n);
+    case 1:
+        n = 8;
+        break;
+    case 2:
+        if (!pb_varint(b, &n))
+            return false;
+        break;
+    case 5:
+        n = 4;
+        break;
+    default:
+        return false;
+    }
+    if (n > (uint64_t)(b->end - b->p))
+        return false;
+    b->p += n;
+    return true;
+}
+
+struct scan_token {
+    uint32_t start, token;
+};
+
+static bool pb_scan_token(struct pb_reader b, struct scan_token *t)
+{
+    t->start = 0;               /* proto3: a field at its default value is absent */
+    t->token = 0;
+    while (b.p < b.end) {
+        uint64_t tag, v;
+        if (!pb_varint(&b, &tag))
+            return false;
+        unsigned field = (unsigned)(tag >> 3), wire_type = (unsigned)(tag & 7);
+        if ((field == 1 || field == 4) && wire_type == 0) {
+            if (!pb_varint(&b, &v) || v > UINT32_MAX)
+                return false;
+            if (field == 1)
+                t->start = (uint32_t)v;
+            else
+                t->token = (uint32_t)v;
+        } else if (!pb_skip(&b, wire_type)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+struct key_builder {
+    char *buf;
+    size_t len, cap;
+    bool overflow;
+};
+
+static void key_put(struct key_builder *k, const void *p, size_t n)
+{
+    if (k->overflow || n > k->cap - k->len) {
+        k->overflow = true;
+        return;
+    }
+    memcpy(k->buf + k->len, p, n);
+    k->len += n;
+}
+
+/* One token: its number in two bytes; for a kept token, then its text's length (varint) and
+ * the text. Which numbers carry text is fixed, so the encoding is injective. */
+static void key_token(struct key_builder *k, uint32_t token, const char *text, size_t n)
+{
+    uint8_t head[2 + 10];
+    size_t h = 0;
+    head[h++] = (uint8_t)(token & 0xff);
+    head[h++] = (uint8_t)(token >> 8);
+    if (text) {
+        size_t v = n;
+        do {
+            head[h++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+            v >>= 7;
+        } while (v);
+    }
+    key_put(k, head, h);
+    if (text)
+        key_put(k, text, n);
+}
+
+/* The text of a kept token: from its start to the next token's start (or the end of the
+ * text), less trailing white space. */
+static bool key_kept_token(struct key_builder *k, const char *sql, uint32_t token, size_t from,
+                           size_t to)
+{
+    while (to > from && (sql[to - 1] == ' ' || sql[to - 1] == '\t' || sql[to - 1] == '\n' ||
+                         sql[to - 1] == '\r' || sql[to - 1] == '\f' || sql[to - 1] == '\v'))
+        to--;
+    if (to == from)
+        return false;
+    key_token(k, token, sql + from, to - from);
+    return true;
+}
+
+/* Builds the masked key of sql (NUL-terminated, len bytes) into g->key_buf. Returns its length,
+ * or -1 when the text has no key (scan error, UESCAPE, key longer than cache_max_text,
+ * an unexpected scan result). *maskable: the key masked a literal or dropped a comment, so
+ * it can match texts the exact level cannot. */
+static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *maskable)
+{
+    *maskable = false;
+    PgQueryScanResult r = pg_query_scan(sql);
+    if (r.error || (!r.pbuf.data && r.pbuf.len)) {
+        pg_query_free_scan_result(r);
+        return -1;
+    }
+    struct key_builder k = { .buf = g->key_buf, .cap = g->cache_max_text };
+    struct pb_reader b = { (const uint8_t *)r.pbuf.data, (const uint8_t *)r.pbuf.data + r.pbuf.len };
+    bool ok = true, have_pending = false;
+    struct scan_token pending = { 0, 0 };
+    size_t next_min = 0;            /* token starts must increase */
+    uint32_t prev1 = 0, prev2 = 0;  /* the two tokens before, comments left out */
+    while (ok && b.p < b.end) {
+        uint64_t tag, n;
+        ok = pb_varint(&b, &tag);
+        if (!ok)
+            break;
+        if (tag >> 3 != 2 || (tag & 7) != 2) {
+            ok = pb_skip(&b, (unsigned)(tag & 7));
+            continue;
+        }
+        ok = pb_varint(&b, &n) && n <= (uint64_t)(b.end - b.p);
+        if (!ok)
+            break;
+        struct pb_reader msg = { b.p, b.p + n };
+        b.p += n;
+        struct scan_token t;
+        ok = pb_scan_token(msg, &t) && t.start >= next_min && t.start < len &&
+             t.token <= UINT16_MAX && t.token != TOK_UESCAPE;
+        if (!ok)
+            break;
+        next_min = (size_t)t.start + 1;
+        if (have_pending)
+            ok = key_kept_token(&k, sql, pending.token, pending.start, t.start);
+        have_pending = false;
+        if (t.token == TOK_SQL_COMMENT || t.token == TOK_C_COMMENT) {
+            *maskable = true;
+            continue;
+        }
+        if (token_masked(t.token, prev1, prev2)) {
+            *maskable = true;
+            key_token(&k, t.token, NULL, 0);
+        } else {
+            pending = t;
+            have_pending = true;
+        }
+        prev2 = prev1;
+        prev1 = t.token;
+    }
+    if (ok && have_pending)
+        ok = key_kept_token(&k, sql, pending.token, pending.start, len);
+    pg_query_free_scan_result(r);
+    if (!ok || k.overflow)
+        return -1;
+    return (ssize_t)k.len;
+}
+
+/* May a verdict be shared with every text of the same masked key? Only when the walk never
+ * read a literal's value, and never for what the session treats by name or refuses anyway. */
+static bool verdict_shareable(const struct guard_verdict *v, bool read_literal)
+{
+    return !read_literal && !(v->classes & CLASS_BIT(CLASS_UNKNOWN)) && !v->lexing_change &&
+           !v->prepare_name[0] && !v->execute_name[0] && !v->deallocate;
+}
+
 /* ---- classify ---------------------------------------------------------------------- */
 
 static void verdict_unknown(struct guard_verdict *out, const char *reason)
@@ -875,9 +1164,12 @@ static void verdict_unknown(struct guard_verdict *out, const char *reason)
     pgsov_strlcpy(out->reason, reason, sizeof out->reason);
 }
 
-static void classify_text(const struct guard *g, const char *sql, struct guard_verdict *out)
+/* *read_literal: the verdict depends on some literal's value (or is CLASS_UNKNOWN). */
+static void classify_text(const struct guard *g, const char *sql, struct guard_verdict *out,
+                          bool *read_literal)
 {
     memset(out, 0, sizeof *out);
+    *read_literal = true;
     PgQueryParseResult res = pg_query_parse(sql);
     if (res.error) {
         char reason[160];
@@ -901,6 +1193,7 @@ static void classify_text(const struct guard *g, const char *sql, struct guard_v
     json_array_foreach(stmts, i, raw) walk_value(&w, json_object_get(raw, "stmt"));
     out->n_statements = (int)json_array_size(stmts);
     json_decref(root);
+    *read_literal = w.read_literal;
     if (w.failed) {
         verdict_unknown(out, w.reason);
         return;
@@ -937,11 +1230,12 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
         verdict_unknown(out, "NUL byte inside the statement text");
         return;
     }
-    bool cacheable = g->n_entries > 0 && len <= g->cache_max_text;
+    /* Level 1: the exact text. */
+    bool cacheable = len <= g->cache_max_text;
     uint64_t hash = 0;
-    if (cacheable) {
-        hash = cache_hash(g->seed, sql, len);
-        struct cache_entry *e = cache_find(g, sql, len, hash);
+    if (cacheable && g->exact.n_entries > 0) {
+        hash = cache_hash(g->exact.seed, sql, len);
+        struct cache_entry *e = cache_find(&g->exact, sql, len, hash);
         if (e) {
             e->referenced = true;
             g->stats.hits++;
@@ -949,18 +1243,41 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
             return;
         }
     }
-    g->stats.misses++;
-    char *text = malloc(len + 1);
+    char *text = cacheable ? g->text_buf : malloc(len + 1);
     if (!text) {
         verdict_unknown(out, "out of memory");
         return;
     }
     memcpy(text, sql, len);
     text[len] = '\0';
-    classify_text(g, text, out);
-    free(text);
-    if (cacheable)
-        cache_insert(g, sql, len, hash, out);
+    /* Level 2: the token stream with literal values masked. */
+    ssize_t key_len = -1;
+    uint64_t key_hash = 0;
+    bool maskable = false;
+    if (cacheable && g->masked.n_entries > 0 && len >= GUARD_MASKED_MIN_TEXT) {
+        key_len = masked_key(g, text, len, &maskable);
+        if (key_len >= 0 && maskable) {
+            key_hash = cache_hash(g->masked.seed, g->key_buf, (size_t)key_len);
+            struct cache_entry *e = cache_find(&g->masked, g->key_buf, (size_t)key_len,
+                                               key_hash);
+            if (e) {
+                e->referenced = true;
+                g->stats.masked_hits++;
+                *out = e->verdict;
+                return;
+            }
+        }
+    }
+    /* Level 3: parse and walk. */
+    g->stats.misses++;
+    bool read_literal;
+    classify_text(g, text, out, &read_literal);
+    if (text != g->text_buf)
+        free(text);
+    if (cacheable && g->exact.n_entries > 0)
+        cache_insert(&g->exact, sql, len, hash, out);
+    if (key_len >= 0 && maskable && verdict_shareable(out, read_literal))
+        cache_insert(&g->masked, g->key_buf, (size_t)key_len, key_hash, out);
 }
 
 /* ---- audit helpers ----------------------------------------------------------------- */

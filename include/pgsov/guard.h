@@ -22,10 +22,12 @@
 
 struct guard_options {
     uint32_t max_statement_length;  /* longer SQL is not parsed: CLASS_UNKNOWN; 0 → default */
-    size_t cache_entries;           /* verdict cache capacity; 0 disables the cache         */
+    size_t cache_entries;           /* capacity of each verdict cache level; 0 disables both */
     uint32_t cache_max_text;        /* longer texts are classified but not cached, so the
                                        cache holds at most entries × this many bytes; 0 →
-                                       default (4096)                                       */
+                                       default (4096). The masked level's keys are bounded
+                                       the same way.                                        */
+    bool masked_cache_off;          /* true: only the exact-text level (see guard_classify) */
     const char *const *privileged_functions; /* lower-case names, optionally "schema.name", */
     size_t n_privileged_functions;  /* whose call anywhere makes a statement privileged;
                                        privileged_functions == NULL → the built-in list
@@ -68,7 +70,11 @@ struct guard_verdict {
 };
 
 /* Classifies sql (len bytes, need not be NUL-terminated; an embedded NUL is CLASS_UNKNOWN).
- * Never fails: anything it cannot classify is CLASS_UNKNOWN with reason set. */
+ * Never fails: anything it cannot classify is CLASS_UNKNOWN with reason set.
+ * Two cache levels answer before any parse: the exact text, then the text's PostgreSQL token
+ * stream with literal values masked (pg_query_scan), which holds only verdicts whose
+ * classification never read a literal's value, never CLASS_UNKNOWN, lexing changes or
+ * PREPARE/EXECUTE/DEALLOCATE. A verdict from either level equals a fresh classification. */
 void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_verdict *out);
 
 /* For a verdict with execute_name set: replaces the EXECUTE's CLASS_UNKNOWN by the classes the
@@ -86,7 +92,10 @@ char *guard_normalize(const char *sql);
 char *guard_fingerprint(const char *sql);
 
 struct guard_stats {
-    uint64_t hits, misses, evictions;
+    uint64_t hits;              /* answered by the exact-text level                      */
+    uint64_t masked_hits;       /* answered by the masked level                          */
+    uint64_t misses;            /* parsed and walked (neither level answered)            */
+    uint64_t evictions, masked_evictions;
 };
 void guard_get_stats(const struct guard *g, struct guard_stats *out);
 

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -637,9 +638,15 @@ static void test_cache_hits(void **state)
     assert_int_equal(st.misses, 1);
     assert_int_equal(st.hits, 1);
     assert_memory_equal(&a, &b, sizeof a);
-    classify(g, "select 1; drop table  t", &b);  /* one byte differs: a miss */
+    classify(g, "select 1; drop table  t", &b);  /* one byte differs: an exact-level miss, */
+    guard_get_stats(g, &st);                     /* the same tokens: a masked-level hit   */
+    assert_int_equal(st.misses, 1);
+    assert_int_equal(st.masked_hits, 1);
+    assert_int_equal(b.classes, R | D);
+    classify(g, "select 1; drop table u", &b);   /* another identifier: a miss */
     guard_get_stats(g, &st);
     assert_int_equal(st.misses, 2);
+    assert_int_equal(st.masked_hits, 1);
     /* the cached verdict of an unknown keeps its reason */
     classify(g, "selec 1", &a);
     classify(g, "selec 1", &b);
@@ -654,6 +661,7 @@ static void test_cache_eviction(void **state)
     struct guard_options opt;
     guard_options_default(&opt);
     opt.cache_entries = 4;
+    opt.masked_cache_off = true;                 /* the exact level alone */
     struct guard *g = guard_new(&opt);
     assert_non_null(g);
     struct guard_verdict v;
@@ -718,6 +726,427 @@ static void test_cache_limits(void **state)
     guard_free(g);
 }
 
+/* ---- the masked level ------------------------------------------------------------- */
+
+static struct guard *guard_uncached(void)
+{
+    struct guard_options opt;
+    guard_options_default(&opt);
+    opt.cache_entries = 0;
+    struct guard *g = guard_new(&opt);
+    assert_non_null(g);
+    return g;
+}
+
+/* Every field a caller reads; reason only matters for unknown (never shared) and EXECUTE. */
+static void assert_verdict_equal(const char *sql, const struct guard_verdict *got,
+                                 const struct guard_verdict *want)
+{
+    if (got->classes != want->classes)
+        fail_classes(sql, got->classes, want->classes, want->reason);
+    if (got->worst != want->worst || got->n_statements != want->n_statements ||
+        got->lexing_change != want->lexing_change ||
+        got->classes_besides_execute != want->classes_besides_execute ||
+        got->prepare_classes != want->prepare_classes || got->deallocate != want->deallocate ||
+        strcmp(got->prepare_name, want->prepare_name) != 0 ||
+        strcmp(got->execute_name, want->execute_name) != 0 ||
+        strcmp(got->deallocate_name, want->deallocate_name) != 0 ||
+        strcmp(got->reason, want->reason) != 0)
+        fail_msg("%s: cached verdict differs from a fresh classification (worst %s/%s, "
+                 "statements %d/%d, lexing %d/%d, reason '%s'/'%s')", sql,
+                 stmt_class_name(got->worst), stmt_class_name(want->worst), got->n_statements,
+                 want->n_statements, got->lexing_change, want->lexing_change, got->reason,
+                 want->reason);
+}
+
+/* B differs from A only in literal values (or comments, white space): B comes from the
+ * masked level, and equals a fresh classification of B. */
+static const struct { const char *a, *b; class_set want; } masked_share_cases[] = {
+    { "SELECT abalance FROM pgbench_accounts WHERE aid = 81734;",
+      "SELECT abalance FROM pgbench_accounts WHERE aid = 5;",                       R },
+    { "UPDATE pgbench_accounts SET abalance = abalance + -4075 WHERE aid = 5361;",
+      "UPDATE pgbench_accounts SET abalance = abalance + -12 WHERE aid = 99999999;", W },
+    { "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 42, -3, "
+      "CURRENT_TIMESTAMP);",
+      "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (1, 9, 0, -1, "
+      "CURRENT_TIMESTAMP);",                                                          W },
+    { "delete from sessions where expires < '2024-01-01'",
+      "delete from sessions where expires < 'it''s; drop table t; --'",               W },
+    { "insert into users (name, email) values ('alice', 'a@example.com')",
+      "insert into users (name, email) values ('', 'set role postgres')",             W },
+    { "select * from t where s = E'a\\'b'",
+      "select * from t where s = E'\\x41\\n'",                                      R },
+    { "select * from t where s = $$plain$$",
+      "select * from t where s = $q$; drop table t; $q$",                             R },
+    { "select * from t where a = any(ARRAY[1, 2, 3])",
+      "select * from t where a = any(ARRAY[4, 5, 6])",                                R },
+    { "select * from t where a = any('{1,2}'::int[])",
+      "select * from t where a = any('{9}'::int[])",                                  R },
+    { "select '2024-01-01'::date, 1.5::numeric(10,2), interval '7 days'",
+      "select 'x'::date, 2.5e10::numeric(10,2), interval '1 hour'",                   R },
+    { "select * from t where id in (1, 2, 3) limit 10 offset 20",
+      "select * from t where id in (4, 5, 6) limit 1 offset 0",                       R },
+    { "select B'0101', X'1F', N'abc', 'a'\n'b'",
+      "select B'1', X'00', N'', 'c'\n 'd'",                                           R },
+    { "/* app=1 */ select * from t where id = 1",
+      "-- app=2\nselect  *  from t\twhere id = 2 /* trailing */",                     R },
+    { "with x as (delete from jobs where state = 'done' returning *) select * from x",
+      "with x as (delete from jobs where state = 'failed' returning *) select * from x",
+                                                                                      R | W },
+    { "select pg_read_file('/etc/passwd')",
+      "select pg_read_file('harmless')",                                              R | P },
+    { "copy t from '/tmp/a.csv'",               "copy t from ''",                     P },
+    { "copy (select * from t where a = 1) to stdout",
+      "copy (select * from t where a = 2) to stdout",                                 R },
+    { "set search_path = 'a'",                  "set search_path = 'b'",              S },
+    { "set role 'admin'",                       "set role 'nobody'",                  P },
+    { "set statement_timeout = 100",            "set statement_timeout = 0",          S },
+    { "explain select * from t where a = 1",    "explain select * from t where a = 2", R },
+    { "explain analyze delete from t where a = 1",
+      "explain analyze delete from t where a = 2",                                    W },
+    { "select 1::float(10)",                    "select 2::float(10)",                R },
+    { "select 1; select 'a'",                   "select 2; select 'b'",               R },
+};
+
+static void test_masked_shares(void **state)
+{
+    (void)state;
+    struct guard *fresh = guard_uncached();
+    for (size_t i = 0; i < sizeof masked_share_cases / sizeof masked_share_cases[0]; i++) {
+        struct guard *g = guard_plain();
+        struct guard_verdict va, vb, want;
+        struct guard_stats st;
+        classify(g, masked_share_cases[i].a, &va);
+        classify(g, masked_share_cases[i].b, &vb);
+        classify(fresh, masked_share_cases[i].b, &want);
+        if (va.classes & U)
+            fail_msg("%s: unknown (%s)", masked_share_cases[i].a, va.reason);
+        guard_get_stats(g, &st);
+        if (st.masked_hits != 1 || st.misses != 1)
+            fail_msg("%s: not served by the masked level (%llu masked hits, %llu misses)",
+                     masked_share_cases[i].b, (unsigned long long)st.masked_hits,
+                     (unsigned long long)st.misses);
+        assert_verdict_equal(masked_share_cases[i].b, &vb, &want);
+        if (vb.classes != masked_share_cases[i].want)
+            fail_classes(masked_share_cases[i].b, vb.classes, masked_share_cases[i].want,
+                         vb.reason);
+        guard_free(g);
+    }
+    guard_free(fresh);
+}
+
+/* Pairs where a literal's value decides the verdict, or the grammar reads it: the masked
+ * level must not serve B, and B's verdict must be its own. */
+static const struct { const char *a, *b; } masked_refuse_cases[] = {
+    { "SET standard_conforming_strings = on",          "SET standard_conforming_strings = off" },
+    { "SET standard_conforming_strings = 'on'",        "SET standard_conforming_strings = 'off'" },
+    { "SET standard_conforming_strings = 1",           "SET standard_conforming_strings = 0" },
+    { "SET LOCAL standard_conforming_strings = 'on'",  "SET LOCAL standard_conforming_strings = 'no'" },
+    { "SET client_encoding = 'UTF8'",                  "SET client_encoding = 'LATIN1'" },
+    { "SET NAMES 'utf8'",                              "SET NAMES 'sjis'" },
+    { "select set_config('application_name','x',false)", "select set_config('role','postgres',false)" },
+    { "select set_config('search_path','x',false)",    "select set_config('session_authorization','x',false)" },
+    { "select set_config('client_encoding','UTF8',true)", "select set_config('client_encoding','big5',true)" },
+    { "select 1 from t where set_config('client_encoding', 'UTF8', true) is not null",
+      "select 1 from t where set_config('client_encoding', 'win1252', true) is not null" },
+    { "explain (analyze false) delete from t",         "explain (analyze true) delete from t" },
+    { "explain (analyze 0) delete from t",             "explain (analyze 1) delete from t" },
+    { "explain (analyze 'off') delete from t",         "explain (analyze 'on') delete from t" },
+    { "explain (analyze 'no') select pg_read_file('x')", "explain (analyze 'yes') update t set a = 1" },
+    { "explain select set_config('application_name','x',false)",
+      "explain select set_config('role','x',false)" },
+    { "alter role app set client_encoding = 'UTF8'",   "alter role app set client_encoding = 'LATIN1'" },
+    { "alter database d set standard_conforming_strings = 'on'",
+      "alter database d set standard_conforming_strings = 'off'" },
+    { "alter system set standard_conforming_strings = 'on'",
+      "alter system set standard_conforming_strings = 'off'" },
+    { "copy t to stdout",                              "copy t to '/tmp/t.csv'" },
+    { "copy t from stdin",                             "copy t from '/etc/passwd'" },
+    { "copy t from stdin with (format csv)",           "copy t from program 'curl x'" },
+    /* UESCAPE makes a string literal part of an identifier */
+    { "select U&\"pg_read_fil!0065\" UESCAPE '\\' ('x')",
+      "select U&\"pg_read_fil!0065\" UESCAPE '!' ('x')" },
+    /* the parser decodes U&'' strings and rejects bad escapes */
+    { "select U&'\\0041' from t",                      "select U&'\\zzzz' from t" },
+    /* grammar actions that test a literal's value */
+    { "select 1::float(10)",                           "select 1::float(60)" },
+    { "select 1::float(10)",                           "select 1::float(0)" },
+    { "alter table t alter 1 set statistics 100",      "alter table t alter 0 set statistics 100" },
+    { "alter table t alter column 2 set statistics 1", "alter table t alter column 40000 set statistics 1" },
+    /* names are kept: PREPARE/EXECUTE/DEALLOCATE are never shared */
+    { "prepare p as select * from t where a = 1",      "prepare p as delete from t where a = 2" },
+    { "execute p(1)",                                  "execute p(2)" },
+    { "deallocate p",                                  "deallocate q" },
+    /* identifiers, keywords and operators are kept */
+    { "select * from t where a = 1",                   "select * from pg_settings where a = 1" },
+    { "update t set a = 1",                            "update pg_settings set a = 1" },
+    { "select lower('x')",                             "select dblink('x')" },
+    { "select a + 1 from t",                           "select a - 1 from t" },
+    { "select \"lower\"('x')",                         "select \"pg_ls_dir\"('x')" },
+};
+
+static void test_masked_refuses(void **state)
+{
+    (void)state;
+    struct guard *fresh = guard_uncached();
+    for (size_t i = 0; i < sizeof masked_refuse_cases / sizeof masked_refuse_cases[0]; i++) {
+        struct guard *g = guard_plain();
+        struct guard_verdict va, vb, want;
+        struct guard_stats st;
+        classify(g, masked_refuse_cases[i].a, &va);
+        classify(g, masked_refuse_cases[i].b, &vb);
+        classify(g, masked_refuse_cases[i].a, &va);     /* and back: exact level only */
+        classify(fresh, masked_refuse_cases[i].b, &want);
+        guard_get_stats(g, &st);
+        if (st.masked_hits != 0)
+            fail_msg("%s: served by the masked level after %s", masked_refuse_cases[i].b,
+                     masked_refuse_cases[i].a);
+        assert_int_equal(st.misses, 2);
+        assert_verdict_equal(masked_refuse_cases[i].b, &vb, &want);
+        guard_free(g);
+    }
+    guard_free(fresh);
+}
+
+/* Placeholders in a template: %I integer, %F float, %S string, %E E'' string, %D dollar
+ * string, %B bit string, %X hex string. Values include the ones the guard reads. */
+static const char *const val_int[] = { "0", "1", "2", "42", "-7", "2147483647", "99999999999" };
+static const char *const val_float[] = { "1.5", "0.0", "1e10", ".5" };
+static const char *const val_str[] = {
+    "'x'", "''", "'off'", "'on'", "'role'", "'client_encoding'", "'UTF8'", "'latin1'",
+    "'standard_conforming_strings'", "'it''s'", "'0'", "'1'", "'session_authorization'",
+    "'false'", "'search_path'", "'; drop table t; --'",
+};
+static const char *const val_estr[] = { "E'off'", "E'a\\'b'", "E'\\x41'", "e'UTF8'" };
+static const char *const val_dollar[] = { "$$x$$", "$q$off$q$", "$$role$$", "$t$'$t$" };
+static const char *const val_bits[] = { "B'0'", "B'1010'" };
+static const char *const val_hex[] = { "X'1F'", "x'00'" };
+
+static const char *const property_corpus[] = {
+    "SELECT abalance FROM pgbench_accounts WHERE aid = %I;",
+    "UPDATE pgbench_accounts SET abalance = abalance + %I WHERE aid = %I;",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + %I WHERE tid = %I;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (%I, %I, %I, %I, "
+    "CURRENT_TIMESTAMP);",
+    "select * from users where email = %S and id <> %I limit %I",
+    "insert into t (a, b, c) values (%S, %E, %D) returning id",
+    "update t set a = %F, b = %S where id in (%I, %I, %I)",
+    "delete from t where created < %S::timestamptz - interval %S",
+    "select %B, %X, %F, %S %S",
+    "select * from t where a = any(array[%I, %I]) and b = any(%S::text[])",
+    "with x as (delete from t where a = %I returning *) insert into u select * from x",
+    "select count(*) from t group by a having count(*) > %I order by %I",
+    "select pg_read_file(%S)",
+    "select * from t where id = (select pg_read_file(%S)::int)",
+    "select lower(%S), upper(%E), coalesce(%S, %D)",
+    "select set_config(%S, %S, false)",
+    "select set_config('client_encoding', %S, true)",
+    "select set_config(%S, 'x', %S::bool)",
+    "select 1 from t where set_config(%S, %S, true) is not null",
+    "set standard_conforming_strings = %S",
+    "set standard_conforming_strings = %I",
+    "set local client_encoding = %S",
+    "set names %S",
+    "set client_encoding to %E",
+    "set search_path = %S, %S",
+    "set statement_timeout = %I",
+    "set role %S",
+    "set session authorization %S",
+    "set time zone %S",
+    "alter role app set client_encoding = %S",
+    "alter role app in database d set standard_conforming_strings = %S",
+    "alter database d set standard_conforming_strings to %S",
+    "alter system set client_encoding = %S",
+    "explain (analyze %S) delete from t where a = %I",
+    "explain (analyze %I) update t set a = %S",
+    "explain (analyze %S, format json) select pg_read_file(%S)",
+    "explain (analyze %S) execute p(%I)",
+    "explain select * from t where a = %I",
+    "copy t from %S",
+    "copy t to %S with (format csv, delimiter %S)",
+    "copy (select * from t where a = %I) to stdout",
+    "select 1::float(%I)",
+    "alter table t alter %I set statistics %I",
+    "prepare p as select * from t where a = %I",
+    "execute p(%I, %S)",
+    "select %S::regclass; set client_encoding = %S",
+    "/* %I */ select * from t -- %S\n where a = %I",
+    "create table t (a varchar(%I) default %S)",
+    "do %D",
+    "notify ch, %S",
+};
+
+/* Fills the template with values chosen by seed; false when out fills up. */
+static bool property_fill(const char *tmpl, unsigned seed, char *out, size_t cap)
+{
+    size_t o = 0;
+    unsigned k = 0;
+    for (const char *p = tmpl; *p; p++) {
+        const char *v = NULL;
+        char one[2] = { *p, '\0' };
+        if (*p == '%' && p[1]) {
+            unsigned pick = seed * 7u + k++ * 3u;
+            switch (*++p) {
+            case 'I': v = val_int[pick % (sizeof val_int / sizeof *val_int)]; break;
+            case 'F': v = val_float[pick % (sizeof val_float / sizeof *val_float)]; break;
+            case 'S': v = val_str[pick % (sizeof val_str / sizeof *val_str)]; break;
+            case 'E': v = val_estr[pick % (sizeof val_estr / sizeof *val_estr)]; break;
+            case 'D': v = val_dollar[pick % (sizeof val_dollar / sizeof *val_dollar)]; break;
+            case 'B': v = val_bits[pick % (sizeof val_bits / sizeof *val_bits)]; break;
+            case 'X': v = val_hex[pick % (sizeof val_hex / sizeof *val_hex)]; break;
+            default: return false;
+            }
+        } else {
+            v = one;
+        }
+        size_t n = strlen(v);
+        if (n >= cap - o)
+            return false;
+        memcpy(out + o, v, n);
+        o += n;
+    }
+    out[o] = '\0';
+    return true;
+}
+
+/* For every template, many literal variants through one cached guard, in two orders: each
+ * verdict equals a fresh classification with the cache off. */
+static void test_masked_property(void **state)
+{
+    (void)state;
+    enum { VARIANTS = 24 };
+    struct guard *fresh = guard_uncached();
+    uint64_t masked_hits = 0;
+    size_t differing = 0;
+    for (size_t t = 0; t < sizeof property_corpus / sizeof property_corpus[0]; t++) {
+        for (int order = 0; order < 2; order++) {
+            struct guard *g = guard_plain();
+            class_set first = 0;
+            bool first_lexing = false, differs = false;
+            for (unsigned i = 0; i < VARIANTS; i++) {
+                char sql[512];
+                unsigned seed = order ? VARIANTS - 1 - i : i;
+                assert_true(property_fill(property_corpus[t], seed, sql, sizeof sql));
+                struct guard_verdict got, want;
+                classify(g, sql, &got);
+                classify(fresh, sql, &want);
+                assert_verdict_equal(sql, &got, &want);
+                if (i == 0) {
+                    first = want.classes;
+                    first_lexing = want.lexing_change;
+                }
+                differs |= want.classes != first || want.lexing_change != first_lexing;
+            }
+            struct guard_stats st;
+            guard_get_stats(g, &st);
+            masked_hits += st.masked_hits;
+            differing += differs && order == 0;
+            guard_free(g);
+        }
+    }
+    guard_free(fresh);
+    /* The corpus exercises both sides: many variants are shared, and some templates give
+     * verdicts that differ by literal value (which sharing would have got wrong). */
+    if (masked_hits < 500 || differing < 15)
+        fail_msg("%llu masked hits, %zu templates whose verdict depends on a literal",
+                 (unsigned long long)masked_hits, differing);
+}
+
+/* The masked level is bounded and evicts like the exact one; masked_cache_off turns it off. */
+static void test_masked_eviction(void **state)
+{
+    (void)state;
+    struct guard_options opt;
+    guard_options_default(&opt);
+    opt.cache_entries = 4;
+    struct guard *g = guard_new(&opt);
+    assert_non_null(g);
+    struct guard_verdict v;
+    struct guard_stats st;
+    char sql[96];
+    for (int i = 0; i < 10; i++) {               /* ten shapes, each twice */
+        for (int k = 0; k < 2; k++) {
+            snprintf(sql, sizeof sql, "select * from t%d where a = %d", i, k);
+            classify(g, sql, &v);
+            assert_int_equal(v.classes, R);
+        }
+    }
+    guard_get_stats(g, &st);
+    assert_int_equal(st.misses, 10);
+    assert_int_equal(st.masked_hits, 10);
+    assert_int_equal(st.masked_evictions, 6);
+    classify(g, "select * from t9 where a = 77", &v);       /* the newest shape is there */
+    guard_get_stats(g, &st);
+    assert_int_equal(st.masked_hits, 11);
+    classify(g, "select * from t0 where a = 77", &v);       /* the oldest is gone */
+    guard_get_stats(g, &st);
+    assert_int_equal(st.misses, 11);
+    guard_free(g);
+
+    opt.masked_cache_off = true;
+    g = guard_new(&opt);
+    assert_non_null(g);
+    classify(g, "select * from t where a = 1", &v);
+    classify(g, "select * from t where a = 2", &v);
+    guard_get_stats(g, &st);
+    assert_int_equal(st.masked_hits, 0);
+    assert_int_equal(st.misses, 2);
+    guard_free(g);
+
+    guard_options_default(&opt);                 /* keys are bounded by cache_max_text */
+    opt.cache_max_text = 24;
+    g = guard_new(&opt);
+    assert_non_null(g);
+    classify(g, "select a from t where b=1", &v);   /* 24 bytes, but a longer key */
+    classify(g, "select a from t where b=2", &v);
+    guard_get_stats(g, &st);
+    assert_int_equal(st.masked_hits, 0);
+    classify(g, "select 1, 2", &v);              /* a short key fits */
+    classify(g, "select 3, 4", &v);
+    guard_get_stats(g, &st);
+    assert_int_equal(st.masked_hits, 1);
+    guard_free(g);
+}
+
+/* guard.c names these tokens by number (pg_query.pb-c.h needs protobuf-c's headers): they
+ * must match the installed pg_query.proto. */
+static void test_token_numbers(void **state)
+{
+    (void)state;
+    static const struct { const char *name; int number; } tokens[] = {
+        { "ASCII_40", 40 }, { "FCONST", 260 }, { "SCONST", 261 }, { "USCONST", 262 },
+        { "BCONST", 263 }, { "XCONST", 264 }, { "ICONST", 266 }, { "SQL_COMMENT", 275 },
+        { "C_COMMENT", 276 }, { "ALTER", 287 }, { "COLUMN", 336 }, { "FLOAT_P", 422 },
+        { "UESCAPE", 685 },
+    };
+    FILE *f = fopen(PROTO_PATH, "r");
+    assert_non_null(f);
+    char line[512];
+    size_t found = 0;
+    bool in_enum = false;
+    while (fgets(line, sizeof line, f)) {
+        if (!in_enum) {
+            in_enum = strncmp(line, "enum Token {", 12) == 0;
+            continue;
+        }
+        if (line[0] == '}')
+            break;
+        char name[64];
+        int number;
+        if (sscanf(line, " %63s = %d;", name, &number) != 2)
+            continue;
+        for (size_t i = 0; i < sizeof tokens / sizeof tokens[0]; i++)
+            if (strcmp(name, tokens[i].name) == 0) {
+                if (number != tokens[i].number)
+                    fail_msg("%s is %d in %s, guard.c uses %d", name, number, PROTO_PATH,
+                             tokens[i].number);
+                found++;
+            }
+    }
+    fclose(f);
+    assert_int_equal(found, sizeof tokens / sizeof tokens[0]);
+}
+
 /* ---- audit helpers ----------------------------------------------------------------- */
 
 static void test_normalize_fingerprint(void **state)
@@ -769,6 +1198,11 @@ int main(void)
         cmocka_unit_test(test_cache_hits),
         cmocka_unit_test(test_cache_eviction),
         cmocka_unit_test(test_cache_limits),
+        cmocka_unit_test(test_masked_shares),
+        cmocka_unit_test(test_masked_refuses),
+        cmocka_unit_test(test_masked_property),
+        cmocka_unit_test(test_masked_eviction),
+        cmocka_unit_test(test_token_numbers),
         cmocka_unit_test(test_normalize_fingerprint),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
