@@ -1,11 +1,11 @@
 /* guard_bench.c — micro-benchmark of the statement classifier (proxy/guard.c) on a corpus of
- * typical ORM statements (Prisma, Drizzle, Rails, Django, SQLAlchemy shapes). Prints, as the
- * median of several rounds, statements per second and µs per statement for exact cache hits
- * (repeated text), masked cache hits (the corpus with its literal values changed on every
- * pass, as a simple-protocol client sends it: the exact level always misses), misses with the
- * cache disabled (parse + walk), and unique texts with only the exact level on (parse + walk
- * + insert + eviction). Also the cost of the masked key alone on a miss. No arguments; runs in
- * a few seconds. */
+ * typical ORM statements (Prisma, Drizzle, Rails, Django, SQLAlchemy shapes) and on pgbench's
+ * statements. Prints, as the median of several rounds, statements per second and µs per
+ * statement for: exact-level hits (repeated text); masked-level hits (the statements with
+ * their literal values changed on every pass, as a simple-protocol client or a driver that
+ * interpolates parameters sends them, so the exact level always misses); misses with the cache
+ * disabled (parse + walk); unique texts with only the exact level on (parse + walk + insert +
+ * eviction). No arguments; runs in a few seconds. */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -96,8 +96,6 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-enum mode { MODE_HIT, MODE_MISS, MODE_UNIQUE, MODE_VARIANTS };
-
 /* Appends to out; false when it does not fit. */
 __attribute__((format(printf, 4, 5)))
 static bool append(char *out, size_t cap, size_t *o, const char *fmt, ...)
@@ -147,44 +145,57 @@ static size_t vary_literals(const char *sql, unsigned long serial, char *out, si
     return ok ? o : 0;
 }
 
+/* pgbench's statements as its simple protocol sends them (-M simple): the literal values
+ * change on every transaction. */
+static const char *const pgbench_corpus[] = {
+    "SELECT abalance FROM pgbench_accounts WHERE aid = 81734;",                 /* -S */
+    "UPDATE pgbench_accounts SET abalance = abalance + 4075 WHERE aid = 5361;",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = 5361;",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + 4075 WHERE tid = 7;",
+    "UPDATE pgbench_branches SET bbalance = bbalance + 4075 WHERE bid = 1;",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 5361, 4075, "
+    "CURRENT_TIMESTAMP);",
+};
+#define N_PGBENCH (sizeof pgbench_corpus / sizeof pgbench_corpus[0])
+
+/* Texts to classify in order, per_pass of them per pass. */
 struct texts {
     char **text;
     size_t *len;
-    size_t n;
+    size_t n, per_pass;
 };
 
-/* Median seconds per statement over ROUNDS rounds. */
-static double run(struct guard *g, enum mode mode, size_t *lengths, char **unique,
-                  const struct texts *variants)
+/* Median seconds per statement over ROUNDS rounds of PASSES passes over t (t->n texts are
+ * used in order, wrapping; unique: each text gets a distinct leading comment first). */
+static double run(struct guard *g, const struct texts *t, bool unique)
 {
     double per_stmt[ROUNDS];
     struct guard_verdict v;
     unsigned long serial = 0;
     size_t next = 0;
+    char buf[4096];
     for (int r = 0; r < ROUNDS; r++) {
         double t0 = now_seconds();
-        size_t count = 0;
         for (int p = 0; p < PASSES; p++) {
-            for (size_t i = 0; i < N_CORPUS; i++, count++) {
-                if (mode == MODE_VARIANTS) {
-                    guard_classify(g, variants->text[next], variants->len[next], &v);
-                    next = (next + 1) % variants->n;
-                } else if (mode == MODE_UNIQUE) {
-                    /* A distinct comment makes every text new to the cache. */
-                    int n = snprintf(unique[i], lengths[i] + 32, "/* %lu */ %s", serial++,
-                                     corpus[i]);
-                    guard_classify(g, unique[i], (size_t)n, &v);
-                } else {
-                    guard_classify(g, corpus[i], lengths[i], &v);
+            for (size_t i = 0; i < t->per_pass; i++) {
+                const char *sql = t->text[next];
+                size_t len = t->len[next];
+                next = (next + 1) % t->n;
+                if (unique) {
+                    int n = snprintf(buf, sizeof buf, "/* %lu */ %s", serial++, sql);
+                    if (n < 0 || (size_t)n >= sizeof buf)
+                        exit(1);
+                    sql = buf;
+                    len = (size_t)n;
                 }
+                guard_classify(g, sql, len, &v);
                 if (v.worst == CLASS_UNKNOWN) {
-                    fprintf(stderr, "guard_bench: corpus statement %zu is unknown: %s\n", i,
-                            v.reason);
+                    fprintf(stderr, "guard_bench: %s is unknown: %s\n", sql, v.reason);
                     exit(1);
                 }
             }
         }
-        per_stmt[r] = (now_seconds() - t0) / (double)count;
+        per_stmt[r] = (now_seconds() - t0) / (double)(PASSES * t->per_pass);
     }
     qsort(per_stmt, ROUNDS, sizeof per_stmt[0], cmp_double);
     return per_stmt[ROUNDS / 2];
@@ -192,60 +203,99 @@ static double run(struct guard *g, enum mode mode, size_t *lengths, char **uniqu
 
 static void report(const char *what, double seconds)
 {
-    printf("  %-40s %12.0f %10.2f\n", what, 1.0 / seconds, seconds * 1e6);
+    printf("  %-44s %12.0f %10.2f\n", what, 1.0 / seconds, seconds * 1e6);
 }
 
-/* ROUNDS x PASSES distinct variants of every corpus statement that has a literal value to
- * vary, in pass order, so no text repeats during the masked-hit run. */
-static int make_variants(struct texts *t, size_t *n_statements)
+static int texts_add(struct texts *t, const char *sql, size_t len)
 {
-    size_t per_pass = 0;
-    bool varies[N_CORPUS];
-    char a[2048], b[2048];
-    for (size_t i = 0; i < N_CORPUS; i++) {
-        size_t la = vary_literals(corpus[i], 1, a, sizeof a);
-        size_t lb = vary_literals(corpus[i], 2, b, sizeof b);
-        varies[i] = la && lb && (la != lb || memcmp(a, b, la) != 0);
-        per_pass += varies[i];
-    }
-    *n_statements = per_pass;
-    t->n = per_pass * PASSES * ROUNDS;
-    t->text = calloc(t->n, sizeof *t->text);
-    t->len = calloc(t->n, sizeof *t->len);
-    if (!t->text || !t->len)
+    char **text = realloc(t->text, (t->n + 1) * sizeof *text);
+    if (text)
+        t->text = text;
+    size_t *lens = realloc(t->len, (t->n + 1) * sizeof *lens);
+    if (lens)
+        t->len = lens;
+    char *copy = malloc(len + 1);
+    if (!text || !lens || !copy) {
+        free(copy);
         return -1;
-    size_t k = 0;
-    for (unsigned long serial = 10; k < t->n; serial++)
-        for (size_t i = 0; i < N_CORPUS && k < t->n; i++) {
-            if (!varies[i])
+    }
+    memcpy(copy, sql, len);
+    copy[len] = '\0';
+    t->text[t->n] = copy;
+    t->len[t->n++] = len;
+    return 0;
+}
+
+static void texts_free(struct texts *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->text[i]);
+    free(t->text);
+    free(t->len);
+}
+
+/* The statements of src whose literal values can vary and whose verdict the masked level
+ * shares (a probe guard tells), as ROUNDS x PASSES distinct variants each, in pass order:
+ * no text repeats during a run, so the exact level always misses. *never_shared counts the
+ * statements left out because their verdict reads a literal. */
+static int make_variants(const char *const *src, size_t n_src, struct texts *t,
+                         size_t *never_shared)
+{
+    bool use[64];
+    char a[2048];
+    *never_shared = 0;
+    if (n_src > 64)
+        return -1;
+    for (size_t i = 0; i < n_src; i++) {
+        struct guard *probe = guard_new(NULL);
+        if (!probe)
+            return -1;
+        struct guard_verdict v;
+        struct guard_stats st;
+        for (unsigned long serial = 1; serial <= 2; serial++) {
+            size_t n = vary_literals(src[i], serial, a, sizeof a);
+            if (n)
+                guard_classify(probe, a, n, &v);
+        }
+        guard_get_stats(probe, &st);
+        guard_free(probe);
+        use[i] = st.masked_hits == 1;
+        *never_shared += !use[i] && st.misses == 2;
+        t->per_pass += use[i];
+    }
+    for (unsigned long serial = 10; t->n < t->per_pass * PASSES * ROUNDS; serial++)
+        for (size_t i = 0; i < n_src; i++) {
+            if (!use[i])
                 continue;
-            t->len[k] = vary_literals(corpus[i], serial, a, sizeof a);
-            t->text[k] = malloc(t->len[k] + 1);
-            if (!t->text[k])
+            size_t n = vary_literals(src[i], serial, a, sizeof a);
+            if (!n || texts_add(t, a, n) < 0)
                 return -1;
-            memcpy(t->text[k], a, t->len[k] + 1);
-            k++;
         }
     return 0;
 }
 
+static void masked_stats(const char *what, struct guard *g, const struct guard_stats *before)
+{
+    struct guard_stats st;
+    guard_get_stats(g, &st);
+    printf("  %s: %llu masked hits, %llu exact hits, %llu parsed\n", what,
+           (unsigned long long)(st.masked_hits - before->masked_hits),
+           (unsigned long long)(st.hits - before->hits),
+           (unsigned long long)(st.misses - before->misses));
+}
+
 int main(void)
 {
-    size_t lengths[N_CORPUS];
-    char *unique[N_CORPUS];
-    size_t total = 0;
+    struct texts plain = { 0 }, orm = { 0 }, pgb = { 0 };
+    size_t total = 0, orm_never = 0, pgb_never = 0;
     for (size_t i = 0; i < N_CORPUS; i++) {
-        lengths[i] = strlen(corpus[i]);
-        total += lengths[i];
-        unique[i] = malloc(lengths[i] + 32);
-        if (!unique[i]) {
-            fprintf(stderr, "guard_bench: out of memory\n");
+        total += strlen(corpus[i]);
+        if (texts_add(&plain, corpus[i], strlen(corpus[i])) < 0)
             return 1;
-        }
     }
-    struct texts variants = { 0 };
-    size_t n_varying = 0;
-    if (make_variants(&variants, &n_varying) < 0) {
+    plain.per_pass = plain.n;
+    if (make_variants(corpus, N_CORPUS, &orm, &orm_never) < 0 ||
+        make_variants(pgbench_corpus, N_PGBENCH, &pgb, &pgb_never) < 0) {
         fprintf(stderr, "guard_bench: out of memory\n");
         return 1;
     }
@@ -263,55 +313,51 @@ int main(void)
         return 1;
     }
 
-    /* Warm up libpg_query's per-thread state and the caches (the masked one with variants
-     * that the timed run does not use again before it wraps around). */
+    /* Warm up libpg_query's per-thread state and the caches: the repeated texts, and one
+     * variant of each varying statement (serial 1, never used by the timed runs). */
     struct guard_verdict v;
-    for (size_t i = 0; i < N_CORPUS; i++)
-        guard_classify(cached, corpus[i], lengths[i], &v);
     char warm[2048];
     for (size_t i = 0; i < N_CORPUS; i++) {
+        guard_classify(cached, corpus[i], strlen(corpus[i]), &v);
         size_t n = vary_literals(corpus[i], 1, warm, sizeof warm);
         if (n)
             guard_classify(masked, warm, n, &v);
     }
-    struct guard_stats before;
-    guard_get_stats(masked, &before);
+    for (size_t i = 0; i < N_PGBENCH; i++) {
+        size_t n = vary_literals(pgbench_corpus[i], 1, warm, sizeof warm);
+        if (n)
+            guard_classify(masked, warm, n, &v);
+    }
 
-    double hit = run(cached, MODE_HIT, lengths, unique, NULL);
-    double masked_hit = run(masked, MODE_VARIANTS, lengths, unique, &variants);
-    double miss = run(uncached, MODE_MISS, lengths, unique, NULL);
-    double uniq = run(exact_only, MODE_UNIQUE, lengths, unique, NULL);
+    struct guard_stats before_orm, before_pgb;
+    double hit = run(cached, &plain, false);
+    guard_get_stats(masked, &before_orm);
+    double masked_orm = run(masked, &orm, false);
+    guard_get_stats(masked, &before_pgb);
+    double masked_pgb = run(masked, &pgb, false);
+    double miss = run(uncached, &plain, false);
+    double uniq = run(exact_only, &plain, true);
 
-    struct guard_stats st, ms, us;
-    guard_get_stats(cached, &st);
-    guard_get_stats(masked, &ms);
-    guard_get_stats(exact_only, &us);
     printf("guard_bench: %zu ORM-style statements (mean %zu bytes), median of %d rounds x %d "
            "passes\n", N_CORPUS, total / N_CORPUS, ROUNDS, PASSES);
-    printf("  %-40s %12s %10s\n", "mode", "stmts/s", "us/stmt");
-    report("cache hit (repeated text)", hit);
-    report("masked hit (literals vary, simple protocol)", masked_hit);
+    printf("  %-44s %12s %10s\n", "mode", "stmts/s", "us/stmt");
+    report("exact hit (repeated text)", hit);
+    report("masked hit, ORM corpus, literals vary", masked_orm);
+    report("masked hit, pgbench -M simple statements", masked_pgb);
     report("miss, cache off (parse + walk)", miss);
-    report("miss, unique text (+insert/evict)", uniq);
-    printf("  exact level, repeated text: %llu hits, %llu misses\n",
-           (unsigned long long)st.hits, (unsigned long long)st.misses);
-    printf("  masked run, %zu statements with literals: %llu masked hits, %llu exact hits, "
-           "%llu parsed (never shared: they read a literal)\n", n_varying,
-           (unsigned long long)(ms.masked_hits - before.masked_hits),
-           (unsigned long long)(ms.hits - before.hits),
-           (unsigned long long)(ms.misses - before.misses));
-    printf("  unique run: %llu misses, %llu evictions\n", (unsigned long long)us.misses,
-           (unsigned long long)us.evictions);
+    report("miss, unique text (exact level: insert/evict)", uniq);
+    printf("  masked rows: %zu of %zu ORM statements vary and are shared (%zu never shared: "
+           "their verdict reads a literal); %zu of %zu pgbench statements\n", orm.per_pass,
+           N_CORPUS, orm_never, pgb.per_pass, N_PGBENCH);
+    masked_stats("ORM masked run", masked, &before_orm);
+    masked_stats("pgbench masked run", masked, &before_pgb);
 
     guard_free(cached);
     guard_free(masked);
     guard_free(exact_only);
     guard_free(uncached);
-    for (size_t i = 0; i < N_CORPUS; i++)
-        free(unique[i]);
-    for (size_t i = 0; i < variants.n; i++)
-        free(variants.text[i]);
-    free(variants.text);
-    free(variants.len);
+    texts_free(&plain);
+    texts_free(&orm);
+    texts_free(&pgb);
     return 0;
 }
