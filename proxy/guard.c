@@ -932,7 +932,10 @@ static void walk_value(struct walk *w, json_t *v)
  *   grammar actions of gram.y that test a literal's value; every other literal only reaches
  *   the tree as a value.
  * A text with UESCAPE has no key: the escape character is a string literal that changes the
- * value of the U&"..." identifier before it (U&"pg_read_fil!0065" UESCAPE '!'). */
+ * value of the U&"..." identifier before it (U&"pg_read_fil!0065" UESCAPE '!').
+ * A text that is not valid UTF-8 has no key either: libpg_query copies a literal's bytes into
+ * its JSON tree, which jansson then refuses (CLASS_UNKNOWN), so there a literal's bytes decide
+ * the verdict. */
 
 /* Token numbers of enum Token in libpg_query's pg_query.proto (15-4.0.0). The header that
  * names them, pg_query.pb-c.h, needs protobuf-c's headers, which pgsov does not depend on;
@@ -1081,12 +1084,27 @@ static bool key_kept_token(struct key_builder *k, const char *sql, uint32_t toke
 }
 
 /* Builds the masked key of sql (NUL-terminated, len bytes) into g->key_buf. Returns its length,
- * or -1 when the text has no key (scan error, UESCAPE, key longer than cache_max_text,
- * an unexpected scan result). *maskable: the key masked a literal or dropped a comment, so
+ * or -1 when the text has no key (not UTF-8, scan error, UESCAPE, key longer than
+ * cache_max_text, an unexpected scan result). *maskable: the key masked a literal or dropped a comment, so
  * it can match texts the exact level cannot. */
+/* Would jansson accept these bytes inside a JSON string? Only texts with a byte >= 0x80 ask it. */
+static bool text_utf8_valid(const char *sql, size_t len)
+{
+    size_t i = 0;
+    while (i < len && !((unsigned char)sql[i] & 0x80))
+        i++;
+    if (i == len)
+        return true;
+    json_t *s = json_stringn(sql, len);
+    json_decref(s);
+    return s != NULL;
+}
+
 static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *maskable)
 {
     *maskable = false;
+    if (!text_utf8_valid(sql, len))
+        return -1;
     PgQueryScanResult r = pg_query_scan(sql);
     if (r.error || (!r.pbuf.data && r.pbuf.len)) {
         pg_query_free_scan_result(r);
