@@ -337,6 +337,21 @@ int main(void)
     double masked_pgb = run(masked, &pgb, false);
     double miss = run(uncached, &plain, false);
     double uniq = run(exact_only, &plain, true);
+    /* What the masked key adds to a miss: texts that miss both levels (a new table name
+     * each time), through a guard with both levels and through one without a cache. */
+    struct texts fresh = { 0 };
+    for (unsigned long n = 0; n < (unsigned long)(PASSES * ROUNDS * 8); n++) {
+        int len = snprintf(warm, sizeof warm,
+                           "SELECT abalance FROM pgbench_accounts_%lu WHERE aid = %lu;", n, n);
+        if (len < 0 || texts_add(&fresh, warm, (size_t)len) < 0)
+            return 1;
+    }
+    fresh.per_pass = 8;
+    struct guard *both = guard_new(NULL);
+    if (!both)
+        return 1;
+    double miss_both = run(both, &fresh, false);
+    double miss_none = run(uncached, &fresh, false);
 
     printf("guard_bench: %zu ORM-style statements (mean %zu bytes), median of %d rounds x %d "
            "passes\n", N_CORPUS, total / N_CORPUS, ROUNDS, PASSES);
@@ -346,6 +361,8 @@ int main(void)
     report("masked hit, pgbench -M simple statements", masked_pgb);
     report("miss, cache off (parse + walk)", miss);
     report("miss, unique text (exact level: insert/evict)", uniq);
+    report("miss, new table name, cache off", miss_none);
+    report("miss, new table name, both levels (+key)", miss_both);
     printf("  masked rows: %zu of %zu ORM statements vary and are shared (%zu never shared: "
            "their verdict reads a literal); %zu of %zu pgbench statements\n", orm.per_pass,
            N_CORPUS, orm_never, pgb.per_pass, N_PGBENCH);
@@ -356,6 +373,8 @@ int main(void)
     guard_free(masked);
     guard_free(exact_only);
     guard_free(uncached);
+    guard_free(both);
+    texts_free(&fresh);
     texts_free(&plain);
     texts_free(&orm);
     texts_free(&pgb);
