@@ -21,6 +21,9 @@ source "$here/lib.sh"
 
 if [[ ${BENCH_QUICK:-0} == 1 ]]; then
     : "${BENCH_ROUNDS:=1}" "${BENCH_SECONDS:=1}" "${BENCH_SCALE:=1}" "${BENCH_IDLE_CLIENTS:=200}"
+    # seed_bench.sh's own knobs, smaller unless already set
+    : "${SEED_BENCH_ROWS:=100000}" "${SEED_BENCH_ROUNDS:=1}"
+    export SEED_BENCH_ROWS SEED_BENCH_ROUNDS
 else
     : "${BENCH_ROUNDS:=3}" "${BENCH_SECONDS:=3}" "${BENCH_SCALE:=10}" "${BENCH_IDLE_CLIENTS:=1000}"
 fi
