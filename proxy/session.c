@@ -1703,6 +1703,33 @@ static bool replace_marked_error(struct session *s, const uint8_t *body, uint32_
 
 /* ---- relay ------------------------------------------------------------------------------ */
 
+/* Moves n bytes from in toward the peer. On a plain TCP link with nothing queued, they are
+ * written straight to the peer's socket (one writev, as PgBouncer's sbuf sends from its read
+ * callback); only what the socket does not take goes to the bufferevent, which then waits for
+ * EV_WRITE. That saves the two epoll_ctl calls per message of enabling and disabling the
+ * write event. TLS links always go through their bufferevent. */
+static void forward(struct evbuffer *in, struct bufferevent *to, int direct_fd, size_t n)
+{
+    struct evbuffer *out = bufferevent_get_output(to);
+    if (direct_fd >= 0 && evbuffer_get_length(out) == 0) {
+        int written = evbuffer_write_atmost(in, direct_fd, (ev_ssize_t)n);
+        if (written > 0)
+            n -= (size_t)written;
+    }
+    if (n)
+        evbuffer_remove_buffer(in, out, n);
+}
+
+static int server_direct_fd(const struct session *s)
+{
+    return s->server_fd_owned_by_bev ? -1 : s->server_fd;
+}
+
+static int client_direct_fd(const struct session *s)
+{
+    return s->client_fd_owned_by_bev ? -1 : s->client_fd;
+}
+
 static void apply_backpressure(struct bufferevent *from, struct bufferevent *to)
 {
     if (evbuffer_get_length(bufferevent_get_output(to)) > HIGH_WATER)
@@ -1712,7 +1739,6 @@ static void apply_backpressure(struct bufferevent *from, struct bufferevent *to)
 static void relay_from_client(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
-    struct evbuffer *out = bufferevent_get_output(s->server);
     const struct config *cfg = cfg_of(s);
     size_t avail = evbuffer_get_length(in), off = 0;
     bool inspect = cfg->guard;
@@ -1738,7 +1764,7 @@ static void relay_from_client(struct session *s)
             id_text(s, id, sizeof id);
             log_event(LOG_WARN, "bad_message", "session", id, "src", s->source, "error", err.msg, NULL);
             if (off)
-                evbuffer_remove_buffer(in, out, off);
+                forward(in, s->server, server_direct_fd(s), off);
             session_fatal(s, "08P01", "pgsov: invalid message from client", err.msg, NULL, "bad message");
             return;
         }
@@ -1759,7 +1785,7 @@ static void relay_from_client(struct session *s)
                 break;
             }
             if (off) {
-                evbuffer_remove_buffer(in, out, off);
+                forward(in, s->server, server_direct_fd(s), off);
                 avail -= off;
                 off = 0;
             }
@@ -1777,7 +1803,7 @@ static void relay_from_client(struct session *s)
             }
             s->bytes_from_client += 1 + len;
             if (guard_message(s, type, sql, sql_len)) {
-                evbuffer_remove_buffer(in, out, 1 + len);
+                forward(in, s->server, server_direct_fd(s), 1 + len);
             } else {
                 evbuffer_drain(in, 1 + len);
             }
@@ -1796,7 +1822,7 @@ static void relay_from_client(struct session *s)
         s->client_left = 1 + len;
     }
     if (off)
-        evbuffer_remove_buffer(in, out, off);
+        forward(in, s->server, server_direct_fd(s), off);
     apply_backpressure(s->client, s->server);
     if (cfg->idle_timeout_ms > 0)
         arm_timer(s, cfg->idle_timeout_ms);   /* idle means no client traffic for that long */
@@ -1832,7 +1858,7 @@ static void relay_from_server(struct session *s)
         uint32_t len = get32(hdr + 1);
         if (len < 4) {
             if (off)
-                evbuffer_remove_buffer(in, out, off);
+                forward(in, s->client, client_direct_fd(s), off);
             session_fatal(s, "08P01", "pgsov: invalid message from the upstream", NULL, NULL,
                           "bad upstream message");
             return;
@@ -1853,7 +1879,7 @@ static void relay_from_server(struct session *s)
                     s->pending_ready--;
             } else {
                 if (off) {
-                    evbuffer_remove_buffer(in, out, off);
+                    forward(in, s->client, client_direct_fd(s), off);
                     avail -= off;
                     off = 0;
                 }
@@ -1872,7 +1898,7 @@ static void relay_from_server(struct session *s)
         s->server_left = 1 + len;
     }
     if (off)
-        evbuffer_remove_buffer(in, out, off);
+        forward(in, s->client, client_direct_fd(s), off);
     apply_backpressure(s->server, s->client);
     if (s->paused_for_refusals && s->n_refusals < MAX_PENDING_REFUSALS) {
         s->paused_for_refusals = false;
