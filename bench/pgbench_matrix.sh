@@ -11,8 +11,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
 
 : "${BENCH_OUT:?run bench/run.sh, not this script}"
-rounds=${BENCH_ROUNDS:-3}
-seconds=${BENCH_SECONDS:-5}
+rounds=${BENCH_ROUNDS:-5}
+seconds=${BENCH_SECONDS:-2}
 
 # id | label | targets | pgbench arguments (client count -c N goes with -j min(N,2))
 cells=(
@@ -80,13 +80,29 @@ median() {
     awk -F'\t' -v c="$2" -v t="$3" -v col="$1" \
         'NR > 1 && $1 == c && $2 == t && $col != "fail" { print $col }' "$raw" | bench_median
 }
-# ratio A B: A/B with two decimals, "–" when either is missing.
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b }'; }
+# ratio CELL A B: the median over rounds of TPS(A) / TPS(B) within the same round — a paired
+# comparison of runs seconds apart, so noise that drifts between rounds cancels out.
+# Two decimals; "–" when no round has both.
+ratio() {
+    awk -F'\t' -v c="$1" -v a="$2" -v b="$3" '
+        NR > 1 && $1 == c && $4 != "fail" && ($2 == a || $2 == b) { v[$2, $3] = $4; r[$3] = 1 }
+        END { for (k in r) if ((a, k) in v && (b, k) in v && v[b, k] > 0) print v[a, k] / v[b, k] }' "$raw" \
+        | bench_median | awk '{ printf "%.2f", $1 } END { if (!NR) printf "–" }'
+}
+# spread CELL: the largest (max − min) / median of TPS over rounds among the cell's targets,
+# in percent: how noisy the machine was while this cell ran.
+spread() {
+    awk -F'\t' -v c="$1" 'NR > 1 && $1 == c && $4 != "fail" { print $2, $4 }' "$raw" | sort -k1,1 -k2,2g \
+        | awk '{ v[$1, ++n[$1]] = $2 }
+               END { for (t in n) { m = v[t, int((n[t] + 1) / 2)]; s = (v[t, n[t]] - v[t, 1]) / m
+                                    if (m > 0 && s > worst) worst = s }
+                     printf "%.0f %%", worst * 100 }'
+}
 cellfmt() { if [[ -z $1 ]]; then echo "failed"; else printf '%.0f (%.3f ms)' "$1" "$2"; fi; }
 
 {
-    echo "| cell | direct TPS (lat) | PgBouncer TPS (lat) | pgsov TPS (lat) | pgsov guard=off TPS (lat) | PgBouncer / direct | pgsov / direct | guard=off / direct | pgsov / PgBouncer | guard on / off |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| cell | direct TPS (lat) | PgBouncer TPS (lat) | pgsov TPS (lat) | pgsov guard=off TPS (lat) | PgBouncer / direct | pgsov / direct | guard=off / direct | pgsov / PgBouncer | guard on / off | spread |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for cell in "${cells[@]}"; do
         IFS='|' read -r id label tlist _ <<<"$cell"
         declare -A tps=() lat=()
@@ -98,14 +114,19 @@ cellfmt() { if [[ -z $1 ]]; then echo "failed"; else printf '%.0f (%.3f ms)' "$1
         for t in "${BENCH_TARGETS[@]}"; do
             if [[ $tlist != all && ,$tlist, != *,$t,* ]]; then row+=" | –"; else row+=" | $(cellfmt "${tps[$t]}" "${lat[$t]}")"; fi
         done
-        row+=" | $(ratio "${tps[pgbouncer]}" "${tps[direct]}")"
-        row+=" | $(ratio "${tps[pgsov]}" "${tps[direct]}")"
-        row+=" | $(ratio "${tps[pgsov_noguard]}" "${tps[direct]}")"
-        row+=" | $(ratio "${tps[pgsov]}" "${tps[pgbouncer]}")"
-        row+=" | $(ratio "${tps[pgsov]}" "${tps[pgsov_noguard]}") |"
+        row+=" | $(ratio "$id" pgbouncer direct)"
+        row+=" | $(ratio "$id" pgsov direct)"
+        row+=" | $(ratio "$id" pgsov_noguard direct)"
+        row+=" | $(ratio "$id" pgsov pgbouncer)"
+        row+=" | $(ratio "$id" pgsov pgsov_noguard)"
+        row+=" | $(spread "$id") |"
         echo "$row"
         unset tps lat
     done
+    echo
+    echo "TPS and latency: median of $rounds rounds x $seconds s. Ratios: median over rounds of the" \
+         "two targets' TPS in the same round. Spread: largest (max − min) / median of a target's" \
+         "TPS across rounds; above ~20 % the machine was busy and single ratios are rough."
     total=$(awk -F'\t' 'NR > 1 { n += $4 } END { print n + 0 }' "$leaks")
     if ((total > 0)); then
         echo
