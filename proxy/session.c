@@ -462,6 +462,25 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *addr, sockl
     arm_timer(s, cfg_of(s)->startup_timeout_ms);
 }
 
+/* Replaces the plain bufferevent on fd by a TLS one, which then owns fd and ssl. NULL when
+ * memory runs out (ssl freed; fd still the caller's). */
+static struct bufferevent *tls_wrap(struct session *s, struct bufferevent *plain, int fd, SSL *ssl,
+                                    enum bufferevent_ssl_state how, bufferevent_data_cb read_cb,
+                                    bufferevent_event_cb event_cb)
+{
+    bufferevent_free(plain);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(worker_base(s->w), fd, ssl, how,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    bufferevent_setcb(bev, read_cb, NULL, event_cb, s);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    return bev;
+}
+
 static void start_client_tls(struct session *s)
 {
     SSL *ssl = SSL_new(s->snap->client_ctx);
@@ -476,19 +495,14 @@ static void start_client_tls(struct session *s)
         session_close_after_flush(s, "client went away");
         return;
     }
-    bufferevent_free(s->client);
-    s->client = bufferevent_openssl_socket_new(worker_base(s->w), s->client_fd, ssl,
-                                               BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    session_set_state(s, S_CLIENT_TLS);
+    s->client = tls_wrap(s, s->client, s->client_fd, ssl, BUFFEREVENT_SSL_ACCEPTING, client_read_cb,
+                         client_event_cb);
     if (!s->client) {
-        SSL_free(ssl);
         session_close_after_flush(s, "out of memory");
         return;
     }
     s->client_fd_owned_by_bev = true;
-    bufferevent_openssl_set_allow_dirty_shutdown(s->client, 1);
-    session_set_state(s, S_CLIENT_TLS);
-    bufferevent_setcb(s->client, client_read_cb, NULL, client_event_cb, s);
-    bufferevent_enable(s->client, EV_READ | EV_WRITE);
 }
 
 /* The cancel packet has gone out (output drained): this forwarder is done. */
@@ -961,19 +975,14 @@ static void upstream_ssl_answer(struct session *s)
         upstream_failed(s, "cannot set up TLS for the upstream");
         return;
     }
-    bufferevent_free(s->server);
-    s->server = bufferevent_openssl_socket_new(worker_base(s->w), s->server_fd, ssl,
-                                               BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    session_set_state(s, S_UPSTREAM_TLS);
+    s->server = tls_wrap(s, s->server, s->server_fd, ssl, BUFFEREVENT_SSL_CONNECTING, server_read_cb,
+                         server_event_cb);
     if (!s->server) {
-        SSL_free(ssl);
         upstream_failed(s, "out of memory");
         return;
     }
     s->server_fd_owned_by_bev = true;
-    bufferevent_openssl_set_allow_dirty_shutdown(s->server, 1);
-    session_set_state(s, S_UPSTREAM_TLS);
-    bufferevent_setcb(s->server, server_read_cb, NULL, server_event_cb, s);
-    bufferevent_enable(s->server, EV_READ | EV_WRITE);
 }
 
 /* ---- auth ------------------------------------------------------------------------------- */
