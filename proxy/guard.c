@@ -943,7 +943,7 @@ static void walk_value(struct walk *w, json_t *v)
  * tests/unit/test_guard.c checks these numbers against the installed .proto file. */
 enum {
     TOK_FCONST = 260, TOK_SCONST = 261, TOK_USCONST = 262, TOK_BCONST = 263,
-    TOK_XCONST = 264, TOK_ICONST = 266, TOK_SQL_COMMENT = 275, TOK_C_COMMENT = 276,
+    TOK_XCONST = 264, TOK_ICONST = 266, TOK_PARAM = 267, TOK_SQL_COMMENT = 275, TOK_C_COMMENT = 276,
     TOK_UESCAPE = 685, TOK_OPEN_PAREN = 40, TOK_ALTER = 287, TOK_COLUMN = 336,
     TOK_FLOAT_P = 422,
 };
@@ -1301,14 +1301,92 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
 
 /* ---- audit helpers ----------------------------------------------------------------- */
 
+/* Replaces every literal token of sql by $n (numbered after the highest $n already there)
+ * and drops comments, using PostgreSQL's own lexer. pg_query_normalize() leaves the literals
+ * of most utility statements in place (ALTER TABLE ... DEFAULT 'x', COMMENT ... IS 'x',
+ * CREATE TABLE AS SELECT 'x'), and the audit log must never carry a literal value. NULL when
+ * the text cannot be lexed (an unterminated quote) or memory runs out. */
+static char *redact_literals(const char *sql)
+{
+    size_t len = strlen(sql);
+    PgQueryScanResult r = pg_query_scan(sql);
+    if (r.error || (!r.pbuf.data && r.pbuf.len)) {
+        pg_query_free_scan_result(r);
+        return NULL;
+    }
+    struct scan_token *toks = NULL;
+    size_t n = 0, cap = 0;
+    bool ok = true;
+    unsigned long max_param = 0;
+    struct pb_reader b = { (const uint8_t *)r.pbuf.data, (const uint8_t *)r.pbuf.data + r.pbuf.len };
+    while (ok && b.p < b.end) {
+        uint64_t tag, m;
+        if (!(ok = pb_varint(&b, &tag)))
+            break;
+        if (tag >> 3 != 2 || (tag & 7) != 2) {
+            ok = pb_skip(&b, (unsigned)(tag & 7));
+            continue;
+        }
+        ok = pb_varint(&b, &m) && m <= (uint64_t)(b.end - b.p);
+        if (!ok)
+            break;
+        struct pb_reader msg = { b.p, b.p + m };
+        b.p += m;
+        struct scan_token t;
+        ok = pb_scan_token(msg, &t) && t.start < len && (n == 0 || t.start > toks[n - 1].start);
+        if (!ok)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct scan_token *grown = realloc(toks, cap * sizeof *toks);
+            if (!(ok = grown != NULL))
+                break;
+            toks = grown;
+        }
+        toks[n++] = t;
+        if (t.token == TOK_PARAM && sql[t.start] == '$') {
+            unsigned long k = strtoul(sql + t.start + 1, NULL, 10);
+            if (k > max_param)
+                max_param = k;
+        }
+    }
+    pg_query_free_scan_result(r);
+    char *out = ok ? malloc(len + 16 * n + 1) : NULL;   /* "$n" is at most 11 bytes */
+    if (!out) {
+        free(toks);
+        return NULL;
+    }
+    size_t o = 0, prev_end = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t start = toks[i].start, end = i + 1 < n ? toks[i + 1].start : len;
+        while (end > start && (sql[end - 1] == ' ' || sql[end - 1] == '\t' || sql[end - 1] == '\n' ||
+                               sql[end - 1] == '\r' || sql[end - 1] == '\f'))
+            end--;
+        memcpy(out + o, sql + prev_end, start - prev_end);   /* white space between tokens */
+        o += start - prev_end;
+        uint32_t tok = toks[i].token;
+        if (tok == TOK_SCONST || tok == TOK_USCONST || tok == TOK_FCONST || tok == TOK_BCONST ||
+            tok == TOK_XCONST || tok == TOK_ICONST)
+            o += (size_t)sprintf(out + o, "$%lu", ++max_param);
+        else if (tok != TOK_SQL_COMMENT && tok != TOK_C_COMMENT) {
+            memcpy(out + o, sql + start, end - start);
+            o += end - start;
+        }
+        prev_end = end;
+    }
+    memcpy(out + o, sql + prev_end, len - prev_end);
+    o += len - prev_end;
+    out[o] = '\0';
+    free(toks);
+    return out;
+}
+
 char *guard_normalize(const char *sql)
 {
     if (!sql)
         return NULL;
     PgQueryNormalizeResult r = pg_query_normalize(sql);
-    char *out = NULL;
-    if (!r.error && r.normalized_query)
-        out = strdup(r.normalized_query);
+    char *out = redact_literals(!r.error && r.normalized_query ? r.normalized_query : sql);
     pg_query_free_normalize_result(r);
     return out;
 }

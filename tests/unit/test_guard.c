@@ -1189,10 +1189,41 @@ static void test_normalize_fingerprint(void **state)
     assert_null(guard_normalize(NULL));
 }
 
+/* pg_query_normalize leaves literals in most utility statements; the audit text must not. */
+static void test_normalize_utility_literals(void **state)
+{
+    (void)state;
+    static const struct { const char *sql, *secret, *want; } cases[] = {
+        { "ALTER TABLE t ADD COLUMN s text DEFAULT 'hunter2-default'", "hunter2",
+          "ALTER TABLE t ADD COLUMN s text DEFAULT $1" },
+        { "COMMENT ON TABLE t IS 'hunter2-comment'", "hunter2", "COMMENT ON TABLE t IS $1" },
+        { "CREATE TABLE t2 AS SELECT 'hunter2-ctas' AS s", "hunter2", NULL },
+        { "ALTER TABLE t ALTER COLUMN c SET DEFAULT 4111111111111111", "4111111111111111", NULL },
+        { "select 1 /* password=hunter2 */", "hunter2", NULL },
+        { "select 1 -- hunter2\n", "hunter2", NULL },
+        { "create table t3 (s text default E'hunter2\\n')", "hunter2", NULL },
+        { "create function f() returns text language sql as $f$select 'hunter2'$f$", "hunter2", NULL },
+        { "selec 'hunter2-unparsable'", "hunter2", "selec $1" },
+        { "select $1, 'hunter2'", "hunter2", "select $1, $2" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *n = guard_normalize(cases[i].sql);
+        if (!n)
+            fail_msg("%s: no normalized text", cases[i].sql);
+        if (strstr(n, cases[i].secret))
+            fail_msg("%s leaks %s: '%s'", cases[i].sql, cases[i].secret, n);
+        if (cases[i].want && strcmp(n, cases[i].want) != 0)
+            fail_msg("%s: got '%s', want '%s'", cases[i].sql, n, cases[i].want);
+        free(n);
+    }
+    assert_null(guard_normalize("select 'unterminated"));   /* cannot be lexed: nothing logged */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_node_table_covers_proto),
+        cmocka_unit_test(test_normalize_utility_literals),
         cmocka_unit_test(test_node_table_entries),
         cmocka_unit_test(test_classes),
         cmocka_unit_test(test_unknown_reasons),
