@@ -3,10 +3,12 @@
  * PQprepare/PQexecPrepared), pipeline mode, multi-statement simple queries, COPY in and out of
  * 100 MB with a checksum, LISTEN/NOTIFY between two proxy sessions, a 1M-row result. */
 #include <poll.h>
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -413,6 +415,104 @@ static void test_upstream_down(void **state)
     assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* The other direction: a server that does not read (COPY waiting for a lock) must not make the
+ * proxy buffer what a fast client sends. */
+static void test_backpressure_slow_server(void **state)
+{
+    (void)state;
+    PGconn *holder = it_super("dev", "postgres");
+    it_exec(holder, "SET idle_in_transaction_session_timeout = '30s'");   /* a failed test must not hang */
+    it_exec(holder, "BEGIN");
+    it_exec(holder, "LOCK TABLE public.it_copy IN ACCESS EXCLUSIVE MODE");
+    PGconn *c = app();
+    assert_int_equal(PQsendQuery(c, "COPY public.it_copy (id, payload) FROM STDIN"), 1);
+    /* The server answers CopyInResponse only after the lock: send the data blind, in
+     * non-blocking mode, until nothing more is accepted for a second. */
+    assert_int_equal(PQsetnonblocking(c, 1), 0);
+    long before = proxy_rss_kb();
+    char chunk[65536];
+    size_t used = 0;
+    int rows = 0;
+    while (used + 64 < sizeof chunk)
+        used += (size_t)snprintf(chunk + used, sizeof chunk - used, "%d\t%060d\n", ++rows, 7);
+    /* Until CopyInResponse arrives libpq refuses PQputCopyData: write CopyData messages to
+     * the (non-blocking) socket ourselves, keeping partial writes, until no byte has gone out
+     * for a second. */
+    uint8_t *msg = malloc(5 + used);
+    assert_non_null(msg);
+    uint32_t l = (uint32_t)(4 + used);
+    msg[0] = 'd';
+    msg[1] = (uint8_t)(l >> 24); msg[2] = (uint8_t)(l >> 16); msg[3] = (uint8_t)(l >> 8); msg[4] = (uint8_t)l;
+    memcpy(msg + 5, chunk, used);
+    size_t pushed = 0, msg_off = 0, msgs = 0;
+    double idle_since = it_now_ms();
+    while (it_now_ms() - idle_since < 1000 && pushed < 128u * 1024 * 1024) {
+        ssize_t n = send(PQsocket(c), msg + msg_off, 5 + used - msg_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n <= 0) {
+            assert_true(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+            struct pollfd pfd = { .fd = PQsocket(c), .events = POLLOUT };
+            poll(&pfd, 1, 50);
+            continue;
+        }
+        msg_off += (size_t)n;
+        pushed += (size_t)n;
+        if (msg_off == 5 + used) {
+            msg_off = 0;
+            msgs++;
+        }
+        idle_since = it_now_ms();
+    }
+    long during = proxy_rss_kb();
+    print_message("   slow server: client pushed %.1f MB before stalling; proxy RSS %ld kB -> %ld kB\n",
+                  (double)pushed / 1048576.0, before, during);
+    if (during - before > 32 * 1024)
+        fail_msg("proxy RSS grew from %ld kB to %ld kB while the server did not read", before, during);
+    assert_true(pushed < 64u * 1024 * 1024);
+    /* Finish cleanly: release the lock, end the COPY. */
+    it_exec(holder, "COMMIT");
+    PQfinish(holder);
+    while (msg_off && msg_off < 5 + used) {
+        struct pollfd pfd = { .fd = PQsocket(c), .events = POLLOUT };
+        poll(&pfd, 1, 1000);
+        ssize_t n = send(PQsocket(c), msg + msg_off, 5 + used - msg_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0)
+            msg_off += (size_t)n;
+    }
+    if (msg_off)
+        msgs++;
+    free(msg);
+    uint8_t done[5] = { 'c', 0, 0, 0, 4 };
+    for (size_t off = 0; off < sizeof done;) {
+        struct pollfd pfd = { .fd = PQsocket(c), .events = POLLOUT };
+        poll(&pfd, 1, 1000);
+        ssize_t n = send(PQsocket(c), done + off, sizeof done - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0)
+            off += (size_t)n;
+    }
+    /* libpq never saw the CopyInResponse: read the answers raw, up to ReadyForQuery. */
+    char type = 0;
+    uint8_t body[1024];
+    uint32_t blen;
+    char seen[16] = "";
+    while (type != 'Z' && strlen(seen) < sizeof seen - 1) {
+        if (it_raw_read_msg(PQsocket(c), &type, body, sizeof body - 1, &blen, 30000) != 1)
+            fail_msg("no ReadyForQuery after CopyDone (seen \"%s\")", seen);
+        seen[strlen(seen)] = type;
+        if (type == 'E')
+            fail_msg("COPY failed: %s", it_raw_field(body, blen, 'M'));
+    }
+    assert_string_equal(seen, "GCZ");
+    PQfinish(c);
+    PGconn *s = it_super("dev", "postgres");
+    char *n = it_value(s, "SELECT count(*) FROM public.it_copy");
+    long long got = atoll(n);
+    free(n);
+    if (got != (long long)msgs * rows)
+        fail_msg("COPY stored %lld rows, sent %zu messages of %d rows", got, msgs, rows);
+    it_exec(s, "DELETE FROM public.it_copy");
+    PQfinish(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -425,6 +525,7 @@ int main(void)
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_cancel_across_workers),
         cmocka_unit_test(test_backpressure_slow_reader),
+        cmocka_unit_test(test_backpressure_slow_server),
         cmocka_unit_test(test_upstream_down),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
