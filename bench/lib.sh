@@ -215,7 +215,7 @@ bench_target_label() {
 }
 
 # bench_pgbench TARGET LOG ARGS...: runs pgbench against TARGET over plaintext TCP and prints
-# "TPS LATENCY_MS", or returns 1 (the log keeps pgbench's output).
+# "TPS LATENCY_MS TRANSACTIONS", or returns 1 (the log keeps pgbench's output).
 bench_pgbench() {
     local target=$1 log=$2; shift 2
     local port db
@@ -226,7 +226,23 @@ bench_pgbench() {
     fi
     awk '/^tps = / && !tps { tps = $3 }
          /^latency average = / { lat = $4 }
-         END { if (tps == "" || lat == "") exit 1; print tps, lat }' "$log"
+         /^number of transactions actually processed: / { split($NF, a, "/"); n = a[1] }
+         END { if (tps == "" || lat == "") exit 1; print tps, lat, n + 0 }' "$log"
+}
+
+# bench_target_pid TARGET: the process that serves TARGET (empty for direct).
+bench_target_pid() {
+    case $1 in
+        pgbouncer)     echo "${BENCH_PGB_PID:-}" ;;
+        pgsov)         echo "${BENCH_SOV_PID:-}" ;;
+        pgsov_noguard) echo "${BENCH_SOVNG_PID:-}" ;;
+        *)             echo "" ;;
+    esac
+}
+
+# bench_cpu_us PID: user + system CPU the process (all threads) has used, in microseconds.
+bench_cpu_us() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f\n", ($14 + $15) * 1e6 / hz }' "/proc/$1/stat"
 }
 
 # bench_rss_kb PID: resident set (VmRSS) in kB; bench_pss_kb PID: proportional set size (Pss).

@@ -33,7 +33,7 @@ raw=$BENCH_OUT/raw.tsv
 logs=$BENCH_OUT/logs
 mkdir -p "$logs"
 leaks=$BENCH_OUT/leaks.tsv
-printf 'cell\ttarget\tround\ttps\tlatency_ms\n' > "$raw"
+printf 'cell\ttarget\tround\ttps\tlatency_ms\tproxy_cpu_us_per_txn\n' > "$raw"
 printf 'cell\ttarget\tround\tupstreams_left_open\n' > "$leaks"
 
 n_cells=${#cells[@]}
@@ -48,13 +48,19 @@ for cell in "${cells[@]}"; do
         for ((k = 0; k < nt; k++)); do
             t=${targets[$(((k + r) % nt))]}
             log=$logs/$id.$t.$r.log
+            pid=$(bench_target_pid "$t")
+            cpu0=; [[ -n $pid ]] && cpu0=$(bench_cpu_us "$pid")
             # shellcheck disable=SC2086  # args is a word list on purpose
             if out=$(bench_pgbench "$t" "$log" -T "$seconds" $args); then
-                read -r tps lat <<<"$out"
-                printf '%s\t%s\t%d\t%s\t%s\n' "$id" "$t" "$r" "$tps" "$lat" >> "$raw"
+                read -r tps lat txns <<<"$out"
+                cpu=-
+                if [[ -n $cpu0 ]] && ((txns > 0)); then
+                    cpu=$(awk -v a="$cpu0" -v b="$(bench_cpu_us "$pid")" -v n="$txns" 'BEGIN { printf "%.2f", (b - a) / n }')
+                fi
+                printf '%s\t%s\t%d\t%s\t%s\t%s\n' "$id" "$t" "$r" "$tps" "$lat" "$cpu" >> "$raw"
                 line+=$(printf ' %s %.0f' "$t" "$tps")
             else
-                printf '%s\t%s\t%d\tfail\tfail\n' "$id" "$t" "$r" >> "$raw"
+                printf '%s\t%s\t%d\tfail\tfail\t-\n' "$id" "$t" "$r" >> "$raw"
                 line+=" $t FAILED"
                 bench_say "pgbench against $t failed ($id round $((r + 1))); last lines of $log:"
                 tail -5 "$log" >&2
@@ -78,7 +84,7 @@ done
 # median COLUMN CELL TARGET: median of the successful runs, or "" when none succeeded.
 median() {
     awk -F'\t' -v c="$2" -v t="$3" -v col="$1" \
-        'NR > 1 && $1 == c && $2 == t && $col != "fail" { print $col }' "$raw" | bench_median
+        'NR > 1 && $1 == c && $2 == t && $col != "fail" && $col != "-" { print $col }' "$raw" | bench_median
 }
 # ratio CELL A B: the median over rounds of TPS(A) / TPS(B) within the same round — a paired
 # comparison of runs seconds apart, so noise that drifts between rounds cancels out.
@@ -122,6 +128,23 @@ cellfmt() { if [[ -z $1 ]]; then echo "failed"; else printf '%.0f (%.3f ms)' "$1
         row+=" | $(spread "$id") |"
         echo "$row"
         unset tps lat
+    done
+    echo
+    echo "Proxy CPU per transaction (user + system time of the proxy process during the run ÷" \
+         "transactions; median of rounds) — the proxy's own cost, much less sensitive to machine" \
+         "noise than TPS:"
+    echo
+    echo "| cell | PgBouncer µs/txn | pgsov µs/txn | pgsov guard=off µs/txn | pgsov ÷ PgBouncer (above 1: pgsov spends more) |"
+    echo "|---|---:|---:|---:|---:|"
+    for cell in "${cells[@]}"; do
+        IFS='|' read -r id label tlist _ <<<"$cell"
+        row="| $label"
+        for t in pgbouncer pgsov pgsov_noguard; do
+            v=$(median 6 "$id" "$t"); row+=" | ${v:-–}"
+        done
+        b=$(median 6 "$id" pgbouncer); p=$(median 6 "$id" pgsov)
+        row+=" | $(awk -v a="$p" -v b="$b" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "–"; else printf "%.2f", a / b }') |"
+        echo "$row"
     done
     echo
     echo "TPS and latency: median of $rounds rounds x $seconds s. Ratios: median over rounds of the" \
