@@ -529,8 +529,10 @@ int server_run(const char *config_path)
             return 1;
         }
     }
-    if (cfg->pid_file) {
-        FILE *f = fopen(cfg->pid_file, "w");
+    /* cfg belongs to the first snapshot, which a reload frees: keep what shutdown needs. */
+    char *pid_file = cfg->pid_file ? strdup(cfg->pid_file) : NULL;
+    if (pid_file) {
+        FILE *f = fopen(pid_file, "w");
         if (f) {
             fprintf(f, "%d\n", (int)getpid());
             fclose(f);
@@ -581,7 +583,8 @@ int server_run(const char *config_path)
     }
     free(joined);
     log_event(LOG_INFO, "stopped", NULL);
-    if (cfg->pid_file)
-        unlink(cfg->pid_file);
+    if (pid_file)
+        unlink(pid_file);
+    free(pid_file);
     return 0;
 }
