@@ -323,8 +323,10 @@ static int handle_proxy_key(struct loader *ld, const char *key, char *v)
         else
             c->shutdown_timeout_ms = ms;
     } else if (!strcmp(key, "workers")) {
-        if (parse_int(v, 1, 64, &n) != 0)
-            rc = loader_fail(ld, "workers: \"%s\" is not a number from 1 to 64", v);
+        if (!strcasecmp(v, "auto"))
+            c->workers = 0;
+        else if (parse_int(v, 1, 64, &n) != 0)
+            rc = loader_fail(ld, "workers: \"%s\" is not auto or a number from 1 to 64", v);
         else
             c->workers = (int)n;
     } else if (!strcmp(key, "log_format")) {
@@ -548,7 +550,7 @@ static void config_defaults(struct config *c)
     c->idle_timeout_ms = 0;
     c->connect_timeout_ms = 5000;
     c->shutdown_timeout_ms = 30000;
-    c->workers = 1;
+    c->workers = 0;                 /* auto: one per online CPU */
     c->log_format = LOG_FORMAT_KV;
     c->log_level = LOG_INFO;
     c->guard = true;

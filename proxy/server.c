@@ -520,6 +520,10 @@ int server_run(const char *config_path)
     snapshot_install(snap);
 
     n_workers = cfg->workers;
+    if (n_workers <= 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n_workers = cpus < 1 ? 1 : cpus > 64 ? 64 : (int)cpus;
+    }
     workers = calloc((size_t)n_workers, sizeof *workers);
     if (!workers)
         return 1;

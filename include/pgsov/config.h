@@ -82,7 +82,7 @@ struct config {
     int idle_timeout_ms;        /* 0 = never; idle clients outside a transaction closed    */
     int connect_timeout_ms;     /* upstream TCP+TLS connect                                 */
     int shutdown_timeout_ms;    /* SIGTERM drain bound                                      */
-    int workers;                /* event-loop threads (SO_REUSEPORT)                       */
+    int workers;                /* event-loop threads (SO_REUSEPORT); 0 = auto, one per CPU */
     enum log_format log_format;
     enum log_level log_level;
     char *log_file;             /* NULL: stderr                                            */

@@ -31,6 +31,7 @@ static void test_valid_minimal(void **state)
     assert_string_equal(c->listen[0], "127.0.0.1:6432");
     assert_int_equal(c->max_message_size, 64u * 1024 * 1024);
     assert_true(c->guard);
+    assert_int_equal(c->workers, 0);                               /* auto */
     assert_ptr_equal(config_find_env(c, "PROD"), &c->envs[1]);
     assert_ptr_equal(config_find_env(c, "development"), &c->envs[0]);
     assert_null(config_find_env(c, "staging"));
