@@ -41,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,6 +104,7 @@ struct session {
     int client_fd;
     bool client_fd_owned_by_bev;
     struct bufferevent *client, *server;
+    struct event *client_rev, *server_rev;  /* relay on plain TCP: our own reads (see raw_read) */
     int server_fd;
     bool server_fd_owned_by_bev;        /* TLS bufferevents close their fd; plain ones do not */
     struct event *timer;
@@ -169,6 +171,7 @@ static void server_read_cb(struct bufferevent *bev, void *arg);
 static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_connect_next(struct session *s);
+static void start_raw_reads(struct session *s);
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -253,6 +256,10 @@ static void peek_at(struct evbuffer *buf, size_t off, void *dst, size_t n)
 /* The one place the upstream connection is dropped, whoever owns its fd. */
 static void server_drop(struct session *s)
 {
+    if (s->server_rev) {
+        event_free(s->server_rev);
+        s->server_rev = NULL;
+    }
     if (s->server)
         bufferevent_free(s->server);
     if (!s->server_fd_owned_by_bev && s->server_fd >= 0)
@@ -278,6 +285,24 @@ static void log_close(struct session *s)
               "bytes_in", in, "bytes_out", out, "duration_ms", dur, NULL);
 }
 
+/* Starts or stops reading one side, whichever way it is read (our event or the bufferevent). */
+static void read_enable(struct session *s, bool client, bool on)
+{
+    struct event *ev = client ? s->client_rev : s->server_rev;
+    struct bufferevent *bev = client ? s->client : s->server;
+    if (ev) {
+        if (on)
+            event_add(ev, NULL);
+        else
+            event_del(ev);
+    } else if (bev) {
+        if (on)
+            bufferevent_enable(bev, EV_READ);
+        else
+            bufferevent_disable(bev, EV_READ);
+    }
+}
+
 /* Sends what is queued for the client, then closes. */
 static void session_close_after_flush(struct session *s, const char *reason)
 {
@@ -291,7 +316,7 @@ static void session_close_after_flush(struct session *s, const char *reason)
         session_free(s);
         return;
     }
-    bufferevent_disable(s->client, EV_READ);
+    read_enable(s, true, false);
     bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
     bufferevent_setcb(s->client, NULL, client_write_cb, client_event_cb, s);
     bufferevent_enable(s->client, EV_WRITE);
@@ -312,6 +337,8 @@ static void session_free(struct session *s)
     if (s->timer)
         event_free(s->timer);
     server_drop(s);
+    if (s->client_rev)
+        event_free(s->client_rev);
     if (s->client)
         bufferevent_free(s->client);
     if (!s->client_fd_owned_by_bev && s->client_fd >= 0)
@@ -1080,6 +1107,7 @@ static void auth_from_server(struct session *s)
             bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
             bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
             bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+            start_raw_reads(s);
             if (evbuffer_get_length(in))
                 server_read_cb(s->server, s);
             if (s->client && evbuffer_get_length(bufferevent_get_input(s->client)))
@@ -1221,7 +1249,7 @@ static void client_auth_failed(struct session *s, const char *why)
     audit_write(a);
     unsigned delay = backoff_failure(worker_backoff(s->w), s->backoff_key, now_ms());
     s->auth->failed = true;
-    bufferevent_disable(s->client, EV_READ);
+    read_enable(s, true, false);
     if (delay == 0) {
         timer_cb(-1, 0, s);
         return;
@@ -1739,10 +1767,12 @@ static int client_direct_fd(const struct session *s)
     return s->client_fd_owned_by_bev ? -1 : s->client_fd;
 }
 
-static void apply_backpressure(struct bufferevent *from, struct bufferevent *to)
+/* Stops reading one side while the other side's output is above the high-water mark. */
+static void apply_backpressure(struct session *s, bool from_client)
 {
-    if (evbuffer_get_length(bufferevent_get_output(to)) > HIGH_WATER)
-        bufferevent_disable(from, EV_READ);
+    struct bufferevent *to = from_client ? s->server : s->client;
+    if (to && evbuffer_get_length(bufferevent_get_output(to)) > HIGH_WATER)
+        read_enable(s, from_client, false);
 }
 
 static void relay_from_client(struct session *s)
@@ -1781,7 +1811,7 @@ static void relay_from_client(struct session *s)
             s->n_refusals >= MAX_PENDING_REFUSALS) {
             /* Refusals are never dropped (their order pairs them with the server's errors):
              * wait until the client reads some answers, as the server itself would. */
-            bufferevent_disable(s->client, EV_READ);
+            read_enable(s, true, false);
             s->paused_for_refusals = true;
             break;
         }
@@ -1832,7 +1862,7 @@ static void relay_from_client(struct session *s)
     }
     if (off)
         forward(in, s->server, server_direct_fd(s), off);
-    apply_backpressure(s->client, s->server);
+    apply_backpressure(s, true);
     if (cfg->idle_timeout_ms > 0)
         arm_timer(s, cfg->idle_timeout_ms);   /* idle means no client traffic for that long */
 }
@@ -1908,16 +1938,100 @@ static void relay_from_server(struct session *s)
     }
     if (off)
         forward(in, s->client, client_direct_fd(s), off);
-    apply_backpressure(s->server, s->client);
+    apply_backpressure(s, false);
     if (s->paused_for_refusals && s->n_refusals < MAX_PENDING_REFUSALS) {
         s->paused_for_refusals = false;
-        bufferevent_enable(s->client, EV_READ);
+        read_enable(s, true, true);
         relay_from_client(s);
         if (s->state != S_RELAY)
             return;
     }
     if (s->draining)
         maybe_finish_drain(s);
+}
+
+/* ---- reading plain sockets in relay ----------------------------------------------------
+ * libevent 2.1's evbuffer_read() asks the kernel how much is readable (ioctl FIONREAD) before
+ * every read: one more syscall per message each way. In relay, a plain TCP side is read with
+ * our own persistent event instead: readv straight into the bufferevent's input buffer. Writes,
+ * and everything on TLS links, stay with the bufferevents. */
+
+#define RAW_READ_SIZE 16384
+
+/* >0: bytes read; 0: end of stream; -1: error (errno); -2: nothing to read now. */
+static ssize_t raw_read(int fd, struct evbuffer *in)
+{
+    struct evbuffer_iovec vec[2];
+    /* A bufferevent freezes the end of its input buffer; its own read path thaws it around the
+     * read, and so does this one. */
+    evbuffer_unfreeze(in, 0);
+    int n = evbuffer_reserve_space(in, RAW_READ_SIZE, vec, 2);
+    if (n <= 0) {
+        evbuffer_freeze(in, 0);
+        errno = ENOMEM;
+        return -1;
+    }
+    struct iovec iov[2];
+    for (int i = 0; i < n; i++) {
+        iov[i].iov_base = vec[i].iov_base;
+        iov[i].iov_len = vec[i].iov_len;
+    }
+    ssize_t r = readv(fd, iov, n);
+    int saved_errno = errno;
+    size_t left = r > 0 ? (size_t)r : 0;
+    int used = 0;
+    for (int i = 0; i < n && left; i++, used++) {
+        if (vec[i].iov_len > left)
+            vec[i].iov_len = left;
+        left -= vec[i].iov_len;
+    }
+    evbuffer_commit_space(in, vec, used);
+    evbuffer_freeze(in, 0);
+    if (r < 0 && (saved_errno == EAGAIN || saved_errno == EWOULDBLOCK || saved_errno == EINTR))
+        return -2;
+    if (r < 0)
+        errno = saved_errno;
+    return r;
+}
+
+static void client_raw_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    ssize_t r = raw_read(fd, bufferevent_get_input(s->client));
+    if (r > 0)
+        client_read_cb(s->client, s);
+    else if (r != -2)
+        client_event_cb(s->client, r == 0 ? BEV_EVENT_READING | BEV_EVENT_EOF
+                                          : BEV_EVENT_READING | BEV_EVENT_ERROR, s);
+}
+
+static void server_raw_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    ssize_t r = raw_read(fd, bufferevent_get_input(s->server));
+    if (r > 0)
+        server_read_cb(s->server, s);
+    else if (r != -2)
+        server_event_cb(s->server, r == 0 ? BEV_EVENT_READING | BEV_EVENT_EOF
+                                          : BEV_EVENT_READING | BEV_EVENT_ERROR, s);
+}
+
+/* Relay begins: plain sides switch to raw reads (a side keeps its bufferevent reads if the
+ * event cannot be made). */
+static void start_raw_reads(struct session *s)
+{
+    if (!s->client_fd_owned_by_bev && s->client &&
+        (s->client_rev = event_new(worker_base(s->w), s->client_fd, EV_READ | EV_PERSIST,
+                                   client_raw_read_cb, s))) {
+        bufferevent_disable(s->client, EV_READ);
+        event_add(s->client_rev, NULL);
+    }
+    if (!s->server_fd_owned_by_bev && s->server &&
+        (s->server_rev = event_new(worker_base(s->w), s->server_fd, EV_READ | EV_PERSIST,
+                                   server_raw_read_cb, s))) {
+        bufferevent_disable(s->server, EV_READ);
+        event_add(s->server_rev, NULL);
+    }
 }
 
 /* ---- callbacks -------------------------------------------------------------------------- */
@@ -1957,8 +2071,7 @@ static void client_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     /* Output drained below the low-water mark: read from the upstream again. */
-    if (s->server)
-        bufferevent_enable(s->server, EV_READ);
+    read_enable(s, false, true);
 }
 
 static void server_write_cb(struct bufferevent *bev, void *arg)
@@ -1970,7 +2083,7 @@ static void server_write_cb(struct bufferevent *bev, void *arg)
         return;
     }
     if (s->client && s->state == S_RELAY && !s->paused_for_refusals)
-        bufferevent_enable(s->client, EV_READ);
+        read_enable(s, true, true);
 }
 
 /* The client closed: what it sent last (usually Terminate) still reaches the upstream, so the
@@ -1984,9 +2097,13 @@ static void session_close_upstream_after_flush(struct session *s, const char *re
         return;
     }
     session_set_state(s, S_CLOSING);
+    if (s->client_rev) {
+        event_free(s->client_rev);
+        s->client_rev = NULL;
+    }
     bufferevent_free(s->client);
     s->client = NULL;
-    bufferevent_disable(s->server, EV_READ);
+    read_enable(s, false, false);
     bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
     bufferevent_setcb(s->server, NULL, server_write_cb, server_event_cb, s);
     bufferevent_enable(s->server, EV_WRITE);
