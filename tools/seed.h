@@ -43,13 +43,41 @@ bool seed_column_is_sequence(const struct seed_scenario *sc, size_t t, size_t c)
 enum seed_format {
     SEED_FORMAT_CSV,        /* RFC 4180: comma, "quoted" when needed, CRLF; NULL is empty    */
     SEED_FORMAT_COPY_TEXT,  /* PostgreSQL COPY text: tab, backslash escapes, \N, LF          */
+    SEED_FORMAT_COPY_BINARY,/* PostgreSQL COPY binary tuples (no file header or trailer: see
+                               SEED_COPY_BINARY_HEADER), each column as run->types says      */
 };
+
+/* Column types the binary format encodes. Anything else (domains, arrays, other types) is
+ * SEED_PG_OTHER, and a table with such a column is loaded as COPY text. */
+enum seed_pgtype {
+    SEED_PG_OTHER, SEED_PG_BOOL, SEED_PG_INT2, SEED_PG_INT4, SEED_PG_INT8, SEED_PG_NUMERIC,
+    SEED_PG_DATE, SEED_PG_TIMESTAMP, SEED_PG_TIMESTAMPTZ, SEED_PG_TEXT, SEED_PG_UUID,
+};
+/* The type for a pg_attribute.atttypid (built-in OIDs are fixed across versions). text,
+ * varchar and bpchar are all SEED_PG_TEXT: their binary input is the text itself, with the
+ * same length checks and padding as text input. */
+enum seed_pgtype seed_pgtype_from_oid(unsigned oid);
+
+/* COPY binary framing: the 19-byte header before the first tuple, the 2-byte trailer after
+ * the last one. */
+#define SEED_COPY_BINARY_HEADER "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0"
+#define SEED_COPY_BINARY_HEADER_LEN 19
+#define SEED_COPY_BINARY_TRAILER "\377\377"
+#define SEED_COPY_BINARY_TRAILER_LEN 2
 
 struct seed_run {
     uint64_t seed;
     double scale;           /* multiplies root tables' row counts; 1.0 = as written          */
     enum seed_format format;
+    /* SEED_FORMAT_COPY_BINARY: the type of each emitted column (seed_column_count entries) */
+    const enum seed_pgtype *types;
 };
+
+/* seed_generate's result (err set) when format is SEED_FORMAT_COPY_BINARY and a value has no
+ * binary form that means exactly what its COPY text would (a text value for a numeric column,
+ * a date for a timestamptz column, an integer out of int4 range...). The caller loads the table
+ * as text instead, where the server decides, as it always did. */
+#define SEED_NOT_BINARY (-2)
 
 /* Receives one formatted line (with its line ending). Return -1 (err set) to stop. */
 typedef int (*seed_line_fn)(void *ctx, const char *line, size_t len, struct pgsov_err *err);

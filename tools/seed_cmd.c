@@ -21,7 +21,7 @@ struct seed_opts {
     const char *scenario;
     const char *out_dir;
     uint64_t seed;
-    bool have_seed, truncate, dry_run, no_bulk;
+    bool have_seed, truncate, dry_run, no_bulk, text_copy;
     double scale;
 };
 
@@ -42,6 +42,8 @@ static void seed_usage(FILE *out)
             "  --dry-run           print row counts and sample rows; connect to nothing\n"
             "  --no-bulk           keep keys and indexes in place while loading (slower; see\n"
             "                      docs/seed.md, \"bulk load\")\n"
+            "  --text-copy         send rows as COPY text (the server parses every value)\n"
+            "                      instead of COPY binary\n"
             "  --out DIR           write one CSV file per table (RFC 4180) instead of loading\n"
             TARGET_FLAGS_HELP
             "  -h, --help          this text\n");
@@ -110,6 +112,8 @@ static int parse_args(int argc, char **argv, struct seed_opts *o, struct pgsov_e
             o->dry_run = true;
         } else if (strcmp(argv[i], "--no-bulk") == 0) {
             o->no_bulk = true;
+        } else if (strcmp(argv[i], "--text-copy") == 0) {
+            o->text_copy = true;
         } else {
             return pgsov_fail(err, "unknown option \"%s\" (see pgsov seed --help)", argv[i]);
         }
@@ -296,6 +300,80 @@ static int copy_line(void *ctx, const char *line, size_t len, struct pgsov_err *
     return 0;
 }
 
+/* The binary type of each emitted column of table t from the catalog, into types[]; returns
+ * true when every column has one (else the table goes as text). */
+static bool column_types(PGconn *c, const struct seed_scenario *sc, size_t t, const char *table,
+                         enum seed_pgtype *types, struct pgsov_err *err, bool *failed)
+{
+    const char *params[1] = { table };
+    *failed = false;
+    PGresult *r = PQexecParams(c, "SELECT attname, atttypid::int8 FROM pg_attribute "
+                               "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+                               1, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pgsov_fail(err, "%s: reading column types: %s", seed_table_name(sc, t),
+                   PQresultErrorMessage(r));
+        PQclear(r);
+        *failed = true;
+        return false;
+    }
+    bool all = true;
+    for (size_t k = 0; k < seed_column_count(sc, t); k++) {
+        types[k] = SEED_PG_OTHER;
+        for (int i = 0; i < PQntuples(r); i++)
+            if (strcmp(PQgetvalue(r, i, 0), seed_column_name(sc, t, k)) == 0)
+                types[k] = seed_pgtype_from_oid((unsigned)strtoul(PQgetvalue(r, i, 1), NULL, 10));
+        all = all && types[k] != SEED_PG_OTHER;
+    }
+    PQclear(r);
+    return all;
+}
+
+/* One COPY of table t in run->format: sql is "COPY table (cols) FROM STDIN" and the options.
+ * Returns 0, -1 (err set) or SEED_NOT_BINARY (the COPY was cancelled; the transaction is
+ * in error until the caller rolls back to its savepoint). */
+static int copy_stream(PGconn *c, const char *sql, const struct seed_scenario *sc, size_t t,
+                       const struct seed_run *run, uint64_t *rows, struct pgsov_err *err)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COPY_IN) {
+        pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    struct copy_buf *b = malloc(sizeof *b);
+    if (!b) {
+        PQputCopyEnd(c, "out of memory");
+        while ((r = PQgetResult(c)) != NULL)
+            PQclear(r);
+        return pgsov_fail(err, "out of memory");
+    }
+    b->conn = c;
+    b->len = 0;
+    int rc = 0;
+    if (run->format == SEED_FORMAT_COPY_BINARY)
+        rc = copy_line(b, SEED_COPY_BINARY_HEADER, SEED_COPY_BINARY_HEADER_LEN, err);
+    if (rc == 0)
+        rc = seed_generate(sc, t, run, copy_line, b, rows, err);
+    if (rc == 0 && run->format == SEED_FORMAT_COPY_BINARY)
+        rc = copy_line(b, SEED_COPY_BINARY_TRAILER, SEED_COPY_BINARY_TRAILER_LEN, err);
+    if (rc == 0)
+        rc = copy_flush(b, err);
+    free(b);
+    if (PQputCopyEnd(c, rc == 0 ? NULL : "pgsov seed: generation stopped") != 1 && rc == 0)
+        rc = pgsov_fail(err, "COPY: %s", PQerrorMessage(c));
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
+            rc = pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* Loads table t: COPY binary when the catalog's column types allow it, inside a savepoint so
+ * that a value without an exact binary form (SEED_NOT_BINARY) sends the table again as text;
+ * COPY text otherwise, or when run->format asks for text. */
 static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
                       const struct seed_run *run, uint64_t *rows, struct pgsov_err *err)
 {
@@ -306,7 +384,10 @@ static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
     for (size_t k = 0; k < seed_column_count(sc, t); k++)
         cap += 2 * strlen(seed_column_name(sc, t, k)) + 8;
     char *sql = malloc(cap);
-    if (!sql) {
+    enum seed_pgtype *types = calloc(seed_column_count(sc, t) + 1, sizeof *types);
+    if (!sql || !types) {
+        free(sql);
+        free(types);
         free(table);
         return pgsov_fail(err, "out of memory");
     }
@@ -316,41 +397,43 @@ static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
         char *q = PQescapeIdentifier(c, col, strlen(col));
         if (!q) {
             free(sql);
+            free(types);
             free(table);
             return pgsov_fail(err, "out of memory");
         }
         len += (size_t)snprintf(sql + len, cap - len, "%s%s", k ? ", " : "", q);
         PQfreemem(q);
     }
-    snprintf(sql + len, cap - len, ") FROM STDIN");
-    PGresult *r = PQexec(c, sql);
+    len += (size_t)snprintf(sql + len, cap - len, ") FROM STDIN");
+    struct seed_run text_run = *run, bin_run = *run;
+    text_run.format = SEED_FORMAT_COPY_TEXT;
+    bin_run.types = types;
+    bool failed = false;
+    int rc = 0;
+    if (run->format == SEED_FORMAT_COPY_BINARY &&
+        column_types(c, sc, t, table, types, err, &failed)) {
+        snprintf(sql + len, cap - len, " (FORMAT binary)");
+        rc = exec_ok(c, "SAVEPOINT pgsov_seed_copy", err);
+        if (rc == 0)
+            rc = copy_stream(c, sql, sc, t, &bin_run, rows, err);
+        if (rc == SEED_NOT_BINARY) {
+            fprintf(stderr, "pgsov seed: note: %s: loading as COPY text (%s)\n",
+                    seed_table_name(sc, t), err->msg);
+            rc = exec_ok(c, "ROLLBACK TO SAVEPOINT pgsov_seed_copy", err);
+            sql[len] = '\0';
+            if (rc == 0)
+                rc = copy_stream(c, sql, sc, t, &text_run, rows, err);
+        }
+        if (rc == 0)
+            rc = exec_ok(c, "RELEASE SAVEPOINT pgsov_seed_copy", err);
+    } else if (failed) {
+        rc = -1;
+    } else {
+        rc = copy_stream(c, sql, sc, t, &text_run, rows, err);
+    }
     free(sql);
-    if (PQresultStatus(r) != PGRES_COPY_IN) {
-        pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
-        PQclear(r);
-        free(table);
-        return -1;
-    }
-    PQclear(r);
-    struct copy_buf *b = malloc(sizeof *b);
-    if (!b) {
-        PQputCopyEnd(c, "out of memory");
-        free(table);
-        return pgsov_fail(err, "out of memory");
-    }
-    b->conn = c;
-    b->len = 0;
-    int rc = seed_generate(sc, t, run, copy_line, b, rows, err);
-    if (rc == 0)
-        rc = copy_flush(b, err);
-    free(b);
-    if (PQputCopyEnd(c, rc == 0 ? NULL : "pgsov seed: generation failed") != 1 && rc == 0)
-        rc = pgsov_fail(err, "COPY: %s", PQerrorMessage(c));
-    while ((r = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(r) != PGRES_COMMAND_OK && rc == 0)
-            rc = pgsov_fail(err, "%s: %s", seed_table_name(sc, t), PQresultErrorMessage(r));
-        PQclear(r);
-    }
+    free(types);
+    PGresult *r;
     /* identity/serial columns written explicitly: move their sequences past the new values
      * so the application's own inserts do not collide */
     for (size_t k = 0; rc == 0 && k < seed_column_count(sc, t); k++) {
@@ -620,7 +703,8 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
     if (target_check_attestation(&t, true, err) < 0)
         goto done;
 
-    struct seed_run run = { .seed = o->seed, .scale = o->scale, .format = SEED_FORMAT_COPY_TEXT };
+    struct seed_run run = { .seed = o->seed, .scale = o->scale,
+                            .format = o->text_copy ? SEED_FORMAT_COPY_TEXT : SEED_FORMAT_COPY_BINARY };
     double start = now_s();
     uint64_t total = 0;
     if (exec_ok(t.conn, "BEGIN", err) < 0)

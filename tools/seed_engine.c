@@ -43,6 +43,7 @@ struct walk {
     size_t line_cap;
     uint64_t rows;
     struct pgsov_err *err;
+    int64_t day_min, day_max;           /* 0001-01-01 and 9999-12-31: dates COPY binary sends */
 };
 
 /* ---- generators ------------------------------------------------------------------------------ */
@@ -259,6 +260,8 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         }
         memcpy(buf + n, "-03", 4);
         set_text(out, buf);
+        out->aux = SEED_AUX_INSTANT;
+        out->i = d * 86400 + sec - SEED_TS_OFFSET_SECONDS;
         return 0;
     }
     case G_EXPR:
@@ -511,8 +514,225 @@ static long append_field(struct walk *w, size_t len, const struct seed_value *v,
     return (long)(o - w->line);
 }
 
+/* ---- COPY binary ------------------------------------------------------------------------------
+ * PostgreSQL's binary input for each type (numeric_recv, date_recv, timestamptz_recv, ...)
+ * without the text parsing: the server's time per row drops by about a third. Every value is
+ * sent only when its binary form means exactly what its text would; otherwise the generation
+ * stops with SEED_NOT_BINARY and the loader falls back to text for the table. */
+
+#define PG_EPOCH_DAYS 10957                         /* 2000-01-01 in days since 1970-01-01 */
+#define PG_EPOCH_SECONDS ((int64_t)PG_EPOCH_DAYS * 86400)
+
+static char *put_be16(char *o, uint16_t v)
+{
+    o[0] = (char)(v >> 8);
+    o[1] = (char)v;
+    return o + 2;
+}
+
+static char *put_be32(char *o, uint32_t v)
+{
+    for (int k = 3; k >= 0; k--, v >>= 8)
+        o[k] = (char)v;
+    return o + 4;
+}
+
+static char *put_be64(char *o, uint64_t v)
+{
+    for (int k = 7; k >= 0; k--, v >>= 8)
+        o[k] = (char)v;
+    return o + 8;
+}
+
+/* numeric_recv's layout: ndigits, weight, sign, dscale, then base-10000 digits, most
+ * significant first; value = Σ digit[k] · 10000^(weight − k). Leading and trailing zero
+ * digits are left out, as the server stores them. dscale = the value's scale, so "12.50"
+ * and 12.50 keep the same display scale (the column's typmod then rounds both alike). */
+static char *put_numeric(char *o, int64_t m, int scale)
+{
+    uint64_t mag = m < 0 ? (uint64_t)0 - (uint64_t)m : (uint64_t)m;
+    uint64_t p = (uint64_t)seed_pow10[scale];
+    uint64_t ip = mag / p, frac = mag % p;
+    uint16_t digits[12];
+    int nd = 0, ni = 0, nf = (scale + 3) / 4;
+    uint16_t groups[5];
+    for (uint64_t x = ip; x; x /= 10000)
+        groups[ni++] = (uint16_t)(x % 10000);
+    for (int k = ni - 1; k >= 0; k--)
+        digits[nd++] = groups[k];
+    uint64_t fracpad = frac * (uint64_t)seed_pow10[4 * nf - scale];
+    for (int k = nf - 1; k >= 0; k--)
+        digits[nd++] = (uint16_t)(fracpad / (uint64_t)seed_pow10[4 * k] % 10000);
+    int weight = ni - 1, first = 0;
+    while (first < nd && digits[first] == 0) {
+        first++;
+        weight--;
+    }
+    while (nd > first && digits[nd - 1] == 0)
+        nd--;
+    if (nd == first)
+        weight = 0;
+    o = put_be32(o, (uint32_t)(8 + 2 * (nd - first)));
+    o = put_be16(o, (uint16_t)(nd - first));
+    o = put_be16(o, (uint16_t)(int16_t)weight);
+    o = put_be16(o, m < 0 && nd > first ? 0x4000 : 0x0000);
+    o = put_be16(o, (uint16_t)scale);
+    for (int k = first; k < nd; k++)
+        o = put_be16(o, digits[k]);
+    return o;
+}
+
+static int hex_value(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* One field (length word and bytes) at o; NULL when v has no exact binary form for type
+ * (*why says why). o must have room for 4 + SEED_TEXT_MAX + 64 bytes. */
+static char *put_binary_field(const struct walk *w, char *o, const struct seed_value *v,
+                              enum seed_pgtype type, const char **why)
+{
+    if (v->kind == SV_NULL)
+        return put_be32(o, 0xFFFFFFFFu);
+    switch (type) {
+    case SEED_PG_TEXT: {
+        char text[SEED_TEXT_MAX + 64];
+        size_t n = seed_value_format(v, text, sizeof text);
+        o = put_be32(o, (uint32_t)n);
+        memcpy(o, text, n);
+        return o + n;
+    }
+    case SEED_PG_INT2:
+    case SEED_PG_INT4:
+    case SEED_PG_INT8: {
+        int64_t lim = type == SEED_PG_INT2 ? INT16_MAX : type == SEED_PG_INT4 ? INT32_MAX : INT64_MAX;
+        if (v->kind != SV_NUM || v->scale != 0) {
+            *why = "not an integer";
+            return NULL;
+        }
+        if (v->i > lim || v->i < -lim - 1) {
+            *why = "out of the column type's range";
+            return NULL;
+        }
+        if (type == SEED_PG_INT2) {
+            o = put_be32(o, 2);
+            return put_be16(o, (uint16_t)(int16_t)v->i);
+        }
+        if (type == SEED_PG_INT4) {
+            o = put_be32(o, 4);
+            return put_be32(o, (uint32_t)(int32_t)v->i);
+        }
+        o = put_be32(o, 8);
+        return put_be64(o, (uint64_t)v->i);
+    }
+    case SEED_PG_NUMERIC:
+        if (v->kind != SV_NUM || v->scale < 0 || v->scale > 12) {
+            *why = "not a number";
+            return NULL;
+        }
+        return put_numeric(o, v->i, v->scale);
+    case SEED_PG_DATE:
+        if (v->kind != SV_DATE) {
+            *why = "not a date";
+            return NULL;
+        }
+        if (v->i < w->day_min || v->i > w->day_max) {
+            *why = "date outside years 1..9999";
+            return NULL;
+        }
+        o = put_be32(o, 4);
+        return put_be32(o, (uint32_t)(int32_t)(v->i - PG_EPOCH_DAYS));
+    case SEED_PG_TIMESTAMP:
+    case SEED_PG_TIMESTAMPTZ: {
+        if (v->kind != SV_TEXT || v->aux != SEED_AUX_INSTANT) {
+            *why = "not a generated timestamp";
+            return NULL;
+        }
+        /* timestamp (without time zone) input ignores the "-03": local wall time */
+        int64_t local = v->i + SEED_TS_OFFSET_SECONDS;
+        int64_t day = local >= 0 ? local / 86400 : -((-local + 86399) / 86400);
+        if (day < w->day_min || day > w->day_max) {
+            *why = "timestamp outside years 1..9999";
+            return NULL;
+        }
+        int64_t secs = (type == SEED_PG_TIMESTAMP ? local : v->i) - PG_EPOCH_SECONDS;
+        o = put_be32(o, 8);
+        return put_be64(o, (uint64_t)(secs * 1000000));
+    }
+    case SEED_PG_BOOL:
+        if (v->kind != SV_BOOL) {
+            *why = "not a boolean";
+            return NULL;
+        }
+        o = put_be32(o, 1);
+        *o = v->i ? 1 : 0;
+        return o + 1;
+    case SEED_PG_UUID: {
+        /* only the canonical 8-4-4-4-12 spelling the uuid generator writes */
+        const char *t = v->text;
+        unsigned char bytes[16];
+        if (v->kind != SV_TEXT || strlen(t) != 36) {
+            *why = "not a UUID";
+            return NULL;
+        }
+        for (int i = 0, b = 0; i < 36; ) {
+            if (i == 8 || i == 13 || i == 18 || i == 23) {
+                if (t[i++] != '-') {
+                    *why = "not a UUID";
+                    return NULL;
+                }
+                continue;
+            }
+            int hi = hex_value(t[i]), lo = hex_value(t[i + 1]);
+            if (hi < 0 || lo < 0) {
+                *why = "not a UUID";
+                return NULL;
+            }
+            bytes[b++] = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        }
+        o = put_be32(o, 16);
+        memcpy(o, bytes, 16);
+        return o + 16;
+    }
+    case SEED_PG_OTHER:
+        break;
+    }
+    *why = "no binary encoding for the column's type";
+    return NULL;
+}
+
+static int emit_row_binary(struct walk *w, const struct level *lv)
+{
+    const struct seed_table *t = lv->table;
+    if (!w->run->types)
+        return pgsov_fail(w->err, "internal: COPY binary without column types");
+    if (line_reserve(w, 2 + t->n_emit * (4 + SEED_TEXT_MAX + 64)) < 0)
+        return -1;
+    char *o = put_be16(w->line, (uint16_t)t->n_emit);
+    for (size_t k = 0; k < t->n_emit; k++) {
+        const char *why = "";
+        const struct seed_value *v = &lv->vals[t->emit[k]];
+        char *next = put_binary_field(w, o, v, w->run->types[k], &why);
+        if (!next) {
+            char text[SEED_TEXT_MAX + 64];
+            seed_value_format(v, text, sizeof text);
+            pgsov_fail(w->err, "table %s, column %s, row %llu: value \"%.60s\": %s",
+                       t->name, t->cols[t->emit[k]].name, (unsigned long long)w->rows + 1,
+                       text, why);
+            return SEED_NOT_BINARY;
+        }
+        o = next;
+    }
+    w->rows++;
+    return w->fn ? w->fn(w->ctx, w->line, (size_t)(o - w->line), w->err) : 0;
+}
+
 static int emit_row(struct walk *w, const struct level *lv)
 {
+    if (w->run->format == SEED_FORMAT_COPY_BINARY)
+        return emit_row_binary(w, lv);
     long len = 0;
     for (size_t k = 0; k < lv->table->n_emit; k++) {
         len = append_field(w, (size_t)len, &lv->vals[lv->table->emit[k]], k == 0);
@@ -613,12 +833,9 @@ static int walk_level(struct walk *w, int level, const struct seed_frame *parent
                 snprintf(what, sizeof what, "column %s", lv->table->cols[c].name);
                 return with_context(w, lv, what);
             }
-        if (level == w->n_levels - 1) {
-            if (emit_row(w, lv) < 0)
-                return -1;
-        } else if (walk_level(w, level + 1, &f) < 0) {
-            return -1;
-        }
+        int rc = level == w->n_levels - 1 ? emit_row(w, lv) : walk_level(w, level + 1, &f);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -638,6 +855,8 @@ int seed_generate(const struct seed_scenario *sc, size_t t, const struct seed_ru
         chain[depth++] = (size_t)ti;
     }
     w.n_levels = depth;
+    w.day_min = seed_days_from_civil(1, 1, 1);
+    w.day_max = seed_days_from_civil(9999, 12, 31);
     int rc = -1;
     for (int l = 0; l < depth; l++) {
         struct level *lv = &w.levels[l];
@@ -676,6 +895,23 @@ done:
     }
     free(w.line);
     return rc;
+}
+
+enum seed_pgtype seed_pgtype_from_oid(unsigned oid)
+{
+    switch (oid) {
+    case 16: return SEED_PG_BOOL;
+    case 20: return SEED_PG_INT8;
+    case 21: return SEED_PG_INT2;
+    case 23: return SEED_PG_INT4;
+    case 25: case 1042: case 1043: return SEED_PG_TEXT;     /* text, bpchar, varchar */
+    case 1082: return SEED_PG_DATE;
+    case 1114: return SEED_PG_TIMESTAMP;
+    case 1184: return SEED_PG_TIMESTAMPTZ;
+    case 1700: return SEED_PG_NUMERIC;
+    case 2950: return SEED_PG_UUID;
+    default: return SEED_PG_OTHER;
+    }
 }
 
 int seed_header(const struct seed_scenario *sc, size_t t, char *buf, size_t size)

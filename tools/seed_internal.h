@@ -22,9 +22,16 @@ struct seed_value {
     enum seed_kind kind;
     int scale;              /* SV_NUM: digits after the decimal point                         */
     int64_t i;              /* SV_NUM mantissa (value = i / 10^scale); SV_DATE days; SV_BOOL    */
-    int aux;                /* SV_TEXT made by the city generator: city index + 1; else 0       */
+    int aux;                /* SV_TEXT made by the city generator: city index + 1; by the
+                               timestamp generator: SEED_AUX_INSTANT; else 0                  */
     char text[SEED_TEXT_MAX];
 };
+
+/* aux of a timestamp generator's text ("YYYY-MM-DD HH:MM:SS-03"): i holds the same instant
+ * as seconds since 1970-01-01 UTC, so COPY binary need not parse the text back. */
+#define SEED_AUX_INSTANT (-1)
+/* The fixed offset timestamps are written with (Brasília, -03). */
+#define SEED_TS_OFFSET_SECONDS (-3 * 3600)
 
 extern const int64_t seed_pow10[19];
 
