@@ -1054,9 +1054,11 @@ static void auth_from_server(struct session *s)
         switch (type) {
         case 'R':
             if (s->proxy_auth) {
-                evbuffer_drain(in, 1 + len);
+                /* body points into in: use it before draining. On failure the session has
+                 * closed and the buffer is gone. */
                 if (!upstream_login_step(s, body, body_len))
                     return;
+                evbuffer_drain(in, 1 + len);
                 continue;
             }
             if (body_len >= 4 && get32(body) == 10) {
