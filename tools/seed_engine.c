@@ -29,6 +29,7 @@ struct level {
     struct seed_key count_key;
     struct col_state *cols;
     struct seed_value *vals;
+    bool *needed;           /* columns this walk reads (all of them at the emitted level)   */
     int64_t counter;
 };
 
@@ -828,7 +829,9 @@ static int walk_level(struct walk *w, int level, const struct seed_frame *parent
             .parent = parent,
         };
         for (size_t c = 0; c < lv->table->n_cols; c++)
-            if (gen_column(w, lv, c, &f) < 0) {
+            if (!lv->needed[c])
+                lv->vals[c].kind = SV_NULL;
+            else if (gen_column(w, lv, c, &f) < 0) {
                 char what[100];
                 snprintf(what, sizeof what, "column %s", lv->table->cols[c].name);
                 return with_context(w, lv, what);
@@ -838,6 +841,53 @@ static int walk_level(struct walk *w, int level, const struct seed_frame *parent
             return rc;
     }
     return 0;
+}
+
+/* ---- which ancestor columns a walk needs ---------------------------------------------------------
+ * An ancestor row is regenerated only to give its descendants what they read; a column
+ * nobody below reads (a client's name and address while walking to payments) is skipped.
+ * Skipping changes no value: every column draws from its own stream. Levels are marked
+ * bottom-up; within a level, columns only read earlier columns, so one pass from the last
+ * column to the first closes the same-row dependencies. */
+
+struct mark_ctx {
+    struct walk *w;
+    int level;
+};
+
+static void mark_ref(void *ctx, int depth, int col)
+{
+    struct mark_ctx *m = ctx;
+    int target = m->level - depth;
+    if (target >= 0 && col >= 0 && (size_t)col < m->w->levels[target].table->n_cols)
+        m->w->levels[target].needed[col] = true;
+}
+
+static void mark_needed(struct walk *w)
+{
+    int last = w->n_levels - 1;
+    for (size_t c = 0; c < w->levels[last].table->n_cols; c++)
+        w->levels[last].needed[c] = true;
+    for (int l = last; l >= 0; l--) {
+        struct level *lv = &w->levels[l];
+        const struct seed_table *t = lv->table;
+        struct mark_ctx m = { w, l };
+        seed_expr_refs(t->where, mark_ref, &m);
+        seed_expr_refs(t->pp_expr, mark_ref, &m);
+        for (size_t c = t->n_cols; c-- > 0;) {
+            if (!lv->needed[c])
+                continue;
+            const struct seed_column *col = &t->cols[c];
+            const struct seed_expr *uses[] = { col->expr, col->base, col->principal, col->rate,
+                                               col->term, col->installment };
+            for (size_t k = 0; k < sizeof uses / sizeof uses[0]; k++)
+                seed_expr_refs(uses[k], mark_ref, &m);
+            bool has_source = col->gen == G_EMAIL || col->gen == G_PHONE || col->gen == G_UF ||
+                              col->gen == G_CEP;
+            if (has_source && col->source >= 0 && (size_t)col->source < t->n_cols)
+                lv->needed[col->source] = true;
+        }
+    }
 }
 
 int seed_generate(const struct seed_scenario *sc, size_t t, const struct seed_run *run,
@@ -865,7 +915,8 @@ int seed_generate(const struct seed_scenario *sc, size_t t, const struct seed_ru
         seed_key_derive(run->seed, lv->table->name, "#count", &lv->count_key);
         lv->cols = calloc(lv->table->n_cols, sizeof *lv->cols);
         lv->vals = calloc(lv->table->n_cols, sizeof *lv->vals);
-        if (!lv->cols || !lv->vals) {
+        lv->needed = calloc(lv->table->n_cols, sizeof *lv->needed);
+        if (!lv->cols || !lv->vals || !lv->needed) {
             pgsov_fail(err, "out of memory");
             goto done;
         }
@@ -882,6 +933,7 @@ int seed_generate(const struct seed_scenario *sc, size_t t, const struct seed_ru
             cs->perm_b = cs->key.k[2] % space;
         }
     }
+    mark_needed(&w);
     rc = walk_level(&w, 0, NULL);
     if (rows_out)
         *rows_out = w.rows;
@@ -892,6 +944,7 @@ done:
                 free(w.levels[l].cols[c].schedule);
         free(w.levels[l].cols);
         free(w.levels[l].vals);
+        free(w.levels[l].needed);
     }
     free(w.line);
     return rc;

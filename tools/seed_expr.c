@@ -414,6 +414,16 @@ void seed_expr_free(struct seed_expr *e)
     free(e);
 }
 
+void seed_expr_refs(const struct seed_expr *e, seed_ref_fn fn, void *ctx)
+{
+    if (!e)
+        return;
+    if (e->kind == N_REF)
+        fn(ctx, e->depth, e->col);
+    for (int i = 0; i < e->n_args; i++)
+        seed_expr_refs(e->arg[i], fn, ctx);
+}
+
 /* ---- evaluation ----------------------------------------------------------------------------- */
 
 static void set_num(struct seed_value *v, int64_t m, int scale)

@@ -109,6 +109,9 @@ struct seed_frame {
 int seed_expr_compile(const char *text, const struct seed_table *tables, size_t ti,
                       size_t visible, struct seed_expr **out, struct pgsov_err *err);
 void seed_expr_free(struct seed_expr *e);
+/* Calls fn for every column e reads: depth 0 = the row's own table, 1 = its parent, ... */
+typedef void (*seed_ref_fn)(void *ctx, int depth, int col);
+void seed_expr_refs(const struct seed_expr *e, seed_ref_fn fn, void *ctx);
 int seed_expr_eval(const struct seed_expr *e, const struct seed_frame *f, int32_t reference_date,
                    struct seed_value *out, struct pgsov_err *err);
 /* Value as a boolean (NULL → false); -1 when not a boolean. */
