@@ -51,7 +51,6 @@ struct worker {
     struct session *sessions;
     int n_sessions;
     struct guard *guard;
-    struct backoff *backoff;        /* failed proxy logins per source */
     struct key_cache_entry *key_cache;
     int n_key_cache;
     atomic_int command;             /* CMD_* */
@@ -203,9 +202,23 @@ struct guard *worker_guard(struct worker *w)
     return w->guard;
 }
 
-struct backoff *worker_backoff(struct worker *w)
+static pthread_mutex_t backoff_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct backoff *backoff;     /* failed proxy logins per source, all workers */
+
+unsigned server_login_failed(const unsigned char key[16], uint64_t now_ms)
 {
-    return w->backoff;
+    pthread_mutex_lock(&backoff_lock);
+    unsigned delay = backoff ? backoff_failure(backoff, key, now_ms) : 0;
+    pthread_mutex_unlock(&backoff_lock);
+    return delay;
+}
+
+void server_login_succeeded(const unsigned char key[16])
+{
+    pthread_mutex_lock(&backoff_lock);
+    if (backoff)
+        backoff_success(backoff, key);
+    pthread_mutex_unlock(&backoff_lock);
 }
 
 struct scram_key_cache *worker_key_cache(struct worker *w, const char *env, const char *role,
@@ -428,12 +441,6 @@ static int worker_init(struct worker *w, int index, const struct config *cfg, st
         if (!w->guard)
             return pgsov_fail(err, "cannot create the statement guard (check privileged_functions)");
     }
-    struct backoff_policy policy = BACKOFF_POLICY_DEFAULT;
-    uint64_t seed;
-    memcpy(&seed, mock_secret, sizeof seed);
-    w->backoff = backoff_new(4096, &policy, seed + (uint64_t)index, err);
-    if (!w->backoff)
-        return -1;
     return worker_listen(w, cfg, err);
 }
 
@@ -519,6 +526,13 @@ int server_run(const char *config_path)
     }
     snapshot_install(snap);
 
+    struct backoff_policy policy = BACKOFF_POLICY_DEFAULT;
+    uint64_t seed;
+    memcpy(&seed, mock_secret, sizeof seed);
+    if (!(backoff = backoff_new(8192, &policy, seed, &err))) {
+        fprintf(stderr, "pgsov-proxy: %s\n", err.msg);
+        return 1;
+    }
     n_workers = cfg->workers;
     if (n_workers <= 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);

@@ -1249,7 +1249,7 @@ static void client_auth_failed(struct session *s, const char *why)
                           "session", id, "environment", s->env_name, "user", s->user,
                           "source", s->source, "tls", tls_text(s, tlsbuf, sizeof tlsbuf));
     audit_write(a);
-    unsigned delay = backoff_failure(worker_backoff(s->w), s->backoff_key, now_ms());
+    unsigned delay = server_login_failed(s->backoff_key, now_ms());
     s->auth->failed = true;
     read_enable(s, true, false);
     if (delay == 0) {
@@ -1261,7 +1261,7 @@ static void client_auth_failed(struct session *s, const char *why)
 
 static void client_auth_done(struct session *s)
 {
-    backoff_success(worker_backoff(s->w), s->backoff_key);
+    server_login_succeeded(s->backoff_key);
     scram_server_free(s->auth->server);
     s->auth->server = NULL;
     s->addr_index = 0;

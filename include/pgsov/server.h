@@ -51,7 +51,11 @@ const unsigned char *server_mock_secret(void);
 
 struct event_base *worker_base(struct worker *w);
 int worker_index(const struct worker *w);
-struct backoff *worker_backoff(struct worker *w);
+
+/* Failed proxy logins per source, shared by all workers (a client's connections land on any
+ * of them): record a failure and get the delay before answering it; clear on success. */
+unsigned server_login_failed(const unsigned char key[16], uint64_t now_ms);
+void server_login_succeeded(const unsigned char key[16]);
 
 struct scram_key_cache;
 /* The worker's SCRAM key cache for one upstream credential (environment, role, password), so

@@ -25,6 +25,7 @@ static const char ini_template[] =
     "client_tls_ca = @PKI@/ca.crt\n"
     "audit_log = @AUDIT@\n"
     "log_level = debug\n"
+    "workers = 2\n"                 /* failures from one source land on both: one back-off */
     "users_file = %s\n"
     "[env.development]\n"
     "host = localhost\nport = @DEV_PORT@\ndatabase = postgres\nsslrootcert = @PKI@/ca.crt\n"
