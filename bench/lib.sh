@@ -3,7 +3,7 @@
 # idle_memory.sh): one tuned PostgreSQL cluster, PgBouncer in session mode, two pgsov-proxy
 # instances (guard on / guard off), the target table, pgbench runs and process memory.
 #
-# It owns processes only through run.sh's trap (bench_cleanup); the part scripts never start
+# Processes are stopped by run.sh's cleanup trap; the part scripts never start
 # or stop servers. Everything listens on 127.0.0.1. Passwords never reach stdout or logs.
 
 BENCH_SRC=${BENCH_SRC:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}

@@ -9,6 +9,7 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
+trap 'exit 130' INT TERM
 
 : "${BENCH_OUT:?run bench/run.sh, not this script}"
 rounds=${BENCH_ROUNDS:-5}

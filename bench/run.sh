@@ -43,10 +43,12 @@ fi
 BENCH_OWN_PIDS=()
 tmp=$(mktemp -d /tmp/pgsov-bench.XXXXXX)
 cleaned=0
+part_pid=
 cleanup() {
     ((cleaned)) && return 0
     cleaned=1
     local p
+    if [[ -n $part_pid ]]; then kill -TERM "$part_pid" 2>/dev/null; wait "$part_pid" 2>/dev/null; fi
     for p in "${BENCH_OWN_PIDS[@]}"; do kill -INT "$p" 2>/dev/null; done
     for p in "${BENCH_OWN_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     bench_pgbouncer_stop
@@ -75,9 +77,20 @@ for t in "${BENCH_TARGETS[@]}"; do
 done
 bench_say "setup took $(( $(bench_now) - started )) s; $BENCH_ROUNDS rounds x $BENCH_SECONDS s per cell"
 
+# The parts run in the background so that a signal reaches our trap at once (bash defers
+# traps while a foreground child runs); cleanup stops the running part first.
+run_part() {
+    "$@" &
+    part_pid=$!
+    wait "$part_pid"
+    local rc=$?
+    part_pid=
+    return $rc
+}
+
 machine=$(bench_machine)
-"$here/idle_memory.sh" || bench_say "idle-memory part failed"
-"$here/pgbench_matrix.sh" || bench_say "pgbench matrix failed"
+run_part "$here/idle_memory.sh" || bench_say "idle-memory part failed"
+run_part "$here/pgbench_matrix.sh" || bench_say "pgbench matrix failed"
 
 {
     echo "# pgsov-proxy vs direct vs PgBouncer"
