@@ -99,7 +99,7 @@ run_part "$here/pgbench_matrix.sh" || bench_say "pgbench matrix failed"
     echo "- machine: $machine"
     echo "- settings: scale $BENCH_SCALE, $BENCH_ROUNDS round(s) x $BENCH_SECONDS s per cell and target, median;" \
          "everything on 127.0.0.1 without TLS; PgBouncer session mode (pool 100);" \
-         "pgsov-proxy workers = 1, rule \`allow all all all any all\`, passthrough SCRAM" \
+         "pgsov-proxy workers = ${BENCH_WORKERS:-auto} (auto: one per CPU, the default), rule \`allow all all all any all\`, passthrough SCRAM" \
          "$([[ ${BENCH_QUICK:-0} == 1 ]] && echo '(BENCH_QUICK=1: indicative only)')"
     echo
     echo "## Throughput (pgbench TPS, average latency; ratios of TPS)"
