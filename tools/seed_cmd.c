@@ -375,7 +375,8 @@ static int copy_stream(PGconn *c, const char *sql, const struct seed_scenario *s
  * that a value without an exact binary form (SEED_NOT_BINARY) sends the table again as text;
  * COPY text otherwise, or when run->format asks for text. */
 static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
-                      const struct seed_run *run, uint64_t *rows, struct pgsov_err *err)
+                      const struct seed_run *run, uint64_t *rows, const char **how,
+                      struct pgsov_err *err)
 {
     char *table = quote_qualified(c, seed_table_name(sc, t));
     if (!table)
@@ -410,13 +411,16 @@ static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
     bin_run.types = types;
     bool failed = false;
     int rc = 0;
+    *how = "COPY text";
     if (run->format == SEED_FORMAT_COPY_BINARY &&
         column_types(c, sc, t, table, types, err, &failed)) {
         snprintf(sql + len, cap - len, " (FORMAT binary)");
         rc = exec_ok(c, "SAVEPOINT pgsov_seed_copy", err);
         if (rc == 0)
             rc = copy_stream(c, sql, sc, t, &bin_run, rows, err);
+        *how = "COPY binary";
         if (rc == SEED_NOT_BINARY) {
+            *how = "COPY text";
             fprintf(stderr, "pgsov seed: note: %s: loading as COPY text (%s)\n",
                     seed_table_name(sc, t), err->msg);
             rc = exec_ok(c, "ROLLBACK TO SAVEPOINT pgsov_seed_copy", err);
@@ -715,11 +719,12 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
         goto rollback;
     for (size_t i = 0; i < seed_table_count(sc); i++) {
         uint64_t rows = 0;
+        const char *how = "";
         double t0 = now_s();
-        if (copy_table(t.conn, sc, i, &run, &rows, err) < 0)
+        if (copy_table(t.conn, sc, i, &run, &rows, &how, err) < 0)
             goto rollback;
-        printf("%s: %llu rows (%.2fs)\n", seed_table_name(sc, i), (unsigned long long)rows,
-               now_s() - t0);
+        printf("%s: %llu rows (%.2fs, %s)\n", seed_table_name(sc, i), (unsigned long long)rows,
+               now_s() - t0, how);
         total += rows;
     }
     if (bulk.stmts) {
