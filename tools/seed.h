@@ -39,6 +39,11 @@ const char *seed_column_name(const struct seed_scenario *sc, size_t t, size_t c)
 /* Is emitted column c of table t a "sequence" (the loader moves the table's own sequence
  * past the values it wrote)? */
 bool seed_column_is_sequence(const struct seed_scenario *sc, size_t t, size_t c);
+/* The largest value a "sequence" column c of table t holds after `rows` rows were generated
+ * (the values are start, start + step, ...), so the loader need not scan the table for it.
+ * false when c is not a sequence, may be NULL (null_rate), or rows is 0. */
+bool seed_sequence_max(const struct seed_scenario *sc, size_t t, size_t c, uint64_t rows,
+                       int64_t *out);
 
 enum seed_format {
     SEED_FORMAT_CSV,        /* RFC 4180: comma, "quoted" when needed, CRLF; NULL is empty    */

@@ -9,6 +9,8 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <pthread.h>
+
 #include <libpq-fe.h>
 
 #include "pgsov/env.h"
@@ -271,33 +273,157 @@ static int exec_ok(PGconn *c, const char *sql, struct pgsov_err *err)
     return ok ? 0 : -1;
 }
 
-struct copy_buf {
-    PGconn *conn;
-    char data[1 << 18];
-    size_t len;
+/* ---- generation on its own thread ------------------------------------------------------------
+ * The generator and the server's COPY take about the same time per row, so one thread doing
+ * both leaves one of them idle half the time. A second thread generates into a ring of
+ * buffers while the main thread hands full ones to PQputCopyData (libpq copies them): memory
+ * stays PIPE_SLOTS buffers whatever the row count. */
+
+#define PIPE_SLOTS 8
+#define PIPE_SLOT_SIZE (1 << 18)
+
+struct copy_pipe {
+    pthread_mutex_t mu;
+    pthread_cond_t changed;
+    char *slot[PIPE_SLOTS];
+    size_t cap[PIPE_SLOTS], len[PIPE_SLOTS];
+    int read, filled;           /* slots [read, read + filled) are full, oldest first       */
+    bool done, cancel;          /* producer finished (rc, err); consumer gave up              */
+    int rc;
+    struct pgsov_err err;
+    /* producer side */
+    const struct seed_scenario *sc;
+    size_t table;
+    const struct seed_run *run;
+    int write;                  /* slot being filled: (read + filled) % PIPE_SLOTS           */
+    uint64_t rows;
 };
 
-static int copy_flush(struct copy_buf *b, struct pgsov_err *err)
+/* Producer: hands the slot being filled over and waits for a free one. */
+static int pipe_push(struct copy_pipe *p, struct pgsov_err *err)
 {
-    if (b->len && PQputCopyData(b->conn, b->data, (int)b->len) != 1)
-        return pgsov_fail(err, "COPY: %s", PQerrorMessage(b->conn));
-    b->len = 0;
+    pthread_mutex_lock(&p->mu);
+    if (p->len[p->write] > 0) {
+        p->filled++;
+        pthread_cond_broadcast(&p->changed);
+    }
+    while (p->filled == PIPE_SLOTS && !p->cancel)
+        pthread_cond_wait(&p->changed, &p->mu);
+    bool cancel = p->cancel;
+    p->write = (p->read + p->filled) % PIPE_SLOTS;
+    p->len[p->write] = 0;
+    pthread_mutex_unlock(&p->mu);
+    return cancel ? pgsov_fail(err, "cancelled") : 0;
+}
+
+static int pipe_line(void *ctx, const char *line, size_t len, struct pgsov_err *err)
+{
+    struct copy_pipe *p = ctx;
+    int w = p->write;
+    if (p->len[w] + len > p->cap[w]) {
+        if (p->len[w] > 0 && pipe_push(p, err) < 0)
+            return -1;
+        w = p->write;
+        if (len > p->cap[w]) {                      /* a row larger than a slot */
+            char *grown = realloc(p->slot[w], len);
+            if (!grown)
+                return pgsov_fail(err, "out of memory");
+            p->slot[w] = grown;
+            p->cap[w] = len;
+        }
+    }
+    memcpy(p->slot[w] + p->len[w], line, len);
+    p->len[w] += len;
     return 0;
 }
 
-static int copy_line(void *ctx, const char *line, size_t len, struct pgsov_err *err)
+static void *pipe_produce(void *arg)
 {
-    struct copy_buf *b = ctx;
-    if (b->len + len > sizeof b->data && copy_flush(b, err) < 0)
-        return -1;
-    if (len > sizeof b->data) {
-        if (PQputCopyData(b->conn, line, (int)len) != 1)
-            return pgsov_fail(err, "COPY: %s", PQerrorMessage(b->conn));
-        return 0;
+    struct copy_pipe *p = arg;
+    struct pgsov_err err = { "" };
+    int rc = 0;
+    bool binary = p->run->format == SEED_FORMAT_COPY_BINARY;
+    if (binary)
+        rc = pipe_line(p, SEED_COPY_BINARY_HEADER, SEED_COPY_BINARY_HEADER_LEN, &err);
+    if (rc == 0)
+        rc = seed_generate(p->sc, p->table, p->run, pipe_line, p, &p->rows, &err);
+    if (rc == 0 && binary)
+        rc = pipe_line(p, SEED_COPY_BINARY_TRAILER, SEED_COPY_BINARY_TRAILER_LEN, &err);
+    pthread_mutex_lock(&p->mu);
+    if (rc == 0 && p->len[p->write] > 0)
+        p->filled++;                    /* the last, partly filled slot */
+    p->done = true;
+    p->rc = rc;
+    p->err = err;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Generates table t on a second thread and sends it as COPY data. Returns 0, -1 or
+ * SEED_NOT_BINARY (err set); on failure nothing more is sent. */
+static int pipe_run(PGconn *c, const struct seed_scenario *sc, size_t t,
+                    const struct seed_run *run, uint64_t *rows, struct pgsov_err *err)
+{
+    struct copy_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return pgsov_fail(err, "out of memory");
+    int rc = 0;
+    for (int i = 0; i < PIPE_SLOTS && rc == 0; i++) {
+        p->cap[i] = PIPE_SLOT_SIZE;
+        if (!(p->slot[i] = malloc(PIPE_SLOT_SIZE)))
+            rc = pgsov_fail(err, "out of memory");
     }
-    memcpy(b->data + b->len, line, len);
-    b->len += len;
-    return 0;
+    p->sc = sc;
+    p->table = t;
+    p->run = run;
+    pthread_t thread;
+    bool started = false;
+    if (rc == 0) {
+        pthread_mutex_init(&p->mu, NULL);
+        pthread_cond_init(&p->changed, NULL);
+        if (pthread_create(&thread, NULL, pipe_produce, p) != 0)
+            rc = pgsov_fail(err, "cannot start the generator thread");
+        else
+            started = true;
+    }
+    while (started && rc == 0) {
+        pthread_mutex_lock(&p->mu);
+        while (p->filled == 0 && !p->done)
+            pthread_cond_wait(&p->changed, &p->mu);
+        if (p->filled == 0) {                       /* done, everything sent */
+            pthread_mutex_unlock(&p->mu);
+            break;
+        }
+        int r = p->read;
+        pthread_mutex_unlock(&p->mu);
+        /* the producer never writes into a full slot: no lock needed to read it */
+        if (PQputCopyData(c, p->slot[r], (int)p->len[r]) != 1)
+            rc = pgsov_fail(err, "COPY: %s", PQerrorMessage(c));
+        pthread_mutex_lock(&p->mu);
+        p->read = (p->read + 1) % PIPE_SLOTS;
+        p->filled--;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+    }
+    if (started) {
+        pthread_mutex_lock(&p->mu);
+        p->cancel = rc != 0;
+        pthread_cond_broadcast(&p->changed);
+        pthread_mutex_unlock(&p->mu);
+        pthread_join(thread, NULL);
+        if (rc == 0 && p->rc != 0) {
+            rc = p->rc;
+            *err = p->err;
+        }
+        *rows = p->rows;
+        pthread_cond_destroy(&p->changed);
+        pthread_mutex_destroy(&p->mu);
+    }
+    for (int i = 0; i < PIPE_SLOTS; i++)
+        free(p->slot[i]);
+    free(p);
+    return rc;
 }
 
 /* The binary type of each emitted column of table t from the catalog, into types[]; returns
@@ -342,25 +468,7 @@ static int copy_stream(PGconn *c, const char *sql, const struct seed_scenario *s
         return -1;
     }
     PQclear(r);
-    struct copy_buf *b = malloc(sizeof *b);
-    if (!b) {
-        PQputCopyEnd(c, "out of memory");
-        while ((r = PQgetResult(c)) != NULL)
-            PQclear(r);
-        return pgsov_fail(err, "out of memory");
-    }
-    b->conn = c;
-    b->len = 0;
-    int rc = 0;
-    if (run->format == SEED_FORMAT_COPY_BINARY)
-        rc = copy_line(b, SEED_COPY_BINARY_HEADER, SEED_COPY_BINARY_HEADER_LEN, err);
-    if (rc == 0)
-        rc = seed_generate(sc, t, run, copy_line, b, rows, err);
-    if (rc == 0 && run->format == SEED_FORMAT_COPY_BINARY)
-        rc = copy_line(b, SEED_COPY_BINARY_TRAILER, SEED_COPY_BINARY_TRAILER_LEN, err);
-    if (rc == 0)
-        rc = copy_flush(b, err);
-    free(b);
+    int rc = pipe_run(c, sc, t, run, rows, err);
     if (PQputCopyEnd(c, rc == 0 ? NULL : "pgsov seed: generation stopped") != 1 && rc == 0)
         rc = pgsov_fail(err, "COPY: %s", PQerrorMessage(c));
     while ((r = PQgetResult(c)) != NULL) {
@@ -375,8 +483,8 @@ static int copy_stream(PGconn *c, const char *sql, const struct seed_scenario *s
  * that a value without an exact binary form (SEED_NOT_BINARY) sends the table again as text;
  * COPY text otherwise, or when run->format asks for text. */
 static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
-                      const struct seed_run *run, uint64_t *rows, const char **how,
-                      struct pgsov_err *err)
+                      const struct seed_run *run, bool was_empty, uint64_t *rows,
+                      const char **how, struct pgsov_err *err)
 {
     char *table = quote_qualified(c, seed_table_name(sc, t));
     if (!table)
@@ -450,13 +558,19 @@ static int copy_table(PGconn *c, const struct seed_scenario *sc, size_t t,
             rc = pgsov_fail(err, "out of memory");
             break;
         }
+        /* in a table that was empty, the largest value is the largest one written: known
+         * without scanning the table, unless the column may hold NULLs */
+        int64_t max;
+        char maxtext[32] = "";
+        if (was_empty && seed_sequence_max(sc, t, k, *rows, &max))
+            snprintf(maxtext, sizeof maxtext, "%lld", (long long)max);
         snprintf(q, sizeof q,
                  "SELECT setval(s, m) FROM (SELECT pg_get_serial_sequence($1, $2) AS s, "
-                 "(SELECT max(%s) FROM %s) AS m) x WHERE s IS NOT NULL AND m IS NOT NULL",
-                 qcol, table);
+                 "coalesce($3::int8, (SELECT max(%s) FROM %s)) AS m) x "
+                 "WHERE s IS NOT NULL AND m IS NOT NULL", qcol, table);
         PQfreemem(qcol);
-        const char *params[2] = { table, col };
-        r = PQexecParams(c, q, 2, NULL, params, NULL, NULL, 0);
+        const char *params[3] = { table, col, maxtext[0] ? maxtext : NULL };
+        r = PQexecParams(c, q, 3, NULL, params, NULL, NULL, 0);
         if (PQresultStatus(r) != PGRES_TUPLES_OK)
             rc = pgsov_fail(err, "%s.%s: moving its sequence: %s", seed_table_name(sc, t), col,
                             PQresultErrorMessage(r));
@@ -721,7 +835,7 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
         uint64_t rows = 0;
         const char *how = "";
         double t0 = now_s();
-        if (copy_table(t.conn, sc, i, &run, &rows, &how, err) < 0)
+        if (copy_table(t.conn, sc, i, &run, o->truncate || bulk.stmts, &rows, &how, err) < 0)
             goto rollback;
         printf("%s: %llu rows (%.2fs, %s)\n", seed_table_name(sc, i), (unsigned long long)rows,
                now_s() - t0, how);

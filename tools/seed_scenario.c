@@ -840,3 +840,19 @@ bool seed_column_is_sequence(const struct seed_scenario *sc, size_t t, size_t c)
     const struct seed_table *tb = &sc->tables[sc->order[t]];
     return tb->cols[tb->emit[c]].gen == G_SEQUENCE;
 }
+
+bool seed_sequence_max(const struct seed_scenario *sc, size_t t, size_t c, uint64_t rows,
+                       int64_t *out)
+{
+    const struct seed_table *tb = &sc->tables[sc->order[t]];
+    const struct seed_column *col = &tb->cols[tb->emit[c]];
+    int64_t span;
+    if (col->gen != G_SEQUENCE || col->null_ppm != 0 || rows == 0 || rows > INT64_MAX)
+        return false;
+    if (col->step <= 0) {
+        *out = col->start;
+        return true;
+    }
+    return !__builtin_mul_overflow((int64_t)(rows - 1), col->step, &span) &&
+           !__builtin_add_overflow(col->start, span, out);
+}

@@ -951,6 +951,47 @@ static void test_scale_and_counts(void **state)
     seed_scenario_free(sc);
 }
 
+static void test_sequence_max(void **state)
+{
+    (void)state;
+    const char *text =
+        "{\"reference_date\":\"2026-06-30\",\"tables\":[{\"name\":\"t\",\"rows\":10,\"columns\":["
+        "{\"name\":\"a\",\"gen\":\"sequence\"},"
+        "{\"name\":\"b\",\"gen\":\"sequence\",\"start\":100,\"step\":5},"
+        "{\"name\":\"c\",\"gen\":\"sequence\",\"start\":100,\"step\":-5},"
+        "{\"name\":\"d\",\"gen\":\"sequence\",\"null_rate\":0.1},"
+        "{\"name\":\"e\",\"gen\":\"int\"},"
+        "{\"name\":\"f\",\"gen\":\"sequence\",\"start\":2305843009213693951,\"step\":1000}]}]}";
+    static const struct { size_t col; uint64_t rows; bool ok; int64_t max; } cases[] = {
+        { 0, 10, true, 10 },
+        { 0, 1, true, 1 },
+        { 0, 0, false, 0 },                     /* nothing written: no max */
+        { 1, 10, true, 145 },
+        { 2, 10, true, 100 },                   /* descending: the first value */
+        { 3, 10, false, 0 },                    /* may be NULL: the loader asks the table */
+        { 4, 10, false, 0 },                    /* not a sequence */
+        { 5, 3, true, 2305843009213695951 },
+        { 5, (uint64_t)1 << 62, false, 0 },     /* would overflow int64 */
+    };
+    struct seed_scenario *sc = parse_ok(text);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t max = -1;
+        bool ok = seed_sequence_max(sc, 0, cases[i].col, cases[i].rows, &max);
+        if (ok != cases[i].ok || (ok && max != cases[i].max))
+            fail_msg("case %zu: %d %lld", i, ok, (long long)max);
+    }
+    /* and it is what the generator writes */
+    char *csv = gen_table(sc, 0, 1, SEED_FORMAT_CSV, NULL);
+    const char *last = csv;
+    for (const char *p = csv; *p; p = strchr(p, '\n') + 1)
+        last = p;
+    char f[32];
+    csv_field(last, 1, f, sizeof f);
+    assert_string_equal(f, "145");
+    free(csv);
+    seed_scenario_free(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -971,6 +1012,7 @@ int main(void)
         cmocka_unit_test(test_validation_errors_name_the_path),
         cmocka_unit_test(test_runtime_error_names_table_and_column),
         cmocka_unit_test(test_scale_and_counts),
+        cmocka_unit_test(test_sequence_max),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
