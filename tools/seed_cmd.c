@@ -777,7 +777,12 @@ static int bulk_end(PGconn *c, struct bulk_plan *plan, struct pgsov_err *err)
     PGresult *r = plan->stmts;
     if (!r)
         return 0;
-    int rc = 0;
+    /* index builds sort in memory, and foreign key validation hashes in it (PostgreSQL gives
+     * it maintenance_work_mem too): at the default 64 MB a million-row table spills to temp
+     * files. Raised for this transaction only, never lowered. */
+    int rc = exec_step(c, "SELECT set_config('maintenance_work_mem', '256MB', true) "
+                          "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < 268435456",
+                       err);
     for (int i = PQntuples(r) - 1; rc == 0 && i >= 0; i--)
         rc = exec_step(c, PQgetvalue(r, i, 2), err);
     for (int i = 0; rc == 0 && i < PQntuples(r); i++)
