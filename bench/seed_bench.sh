@@ -7,10 +7,14 @@
 #   2. pgbench -i -I dtg -s 10 (drop, create, client-side COPY of 1,000,110 rows, no keys),
 #      the same number of times, interleaved with 1;
 #   3. peak RSS of pgsov seed (GNU time -v) at ~100k and ~1M rows, to show memory stays flat.
-# Prints medians, rows/s and the ratio. Both go over TLS to localhost as the superuser.
+# Prints medians, rows/s and the ratio, and where pgsov seed's time went (COPY of the rows,
+# re-creating keys and indexes; medians of the times pgsov seed prints). Both go over TLS to
+# localhost as the superuser.
 #
 # Environment: PGSOV_BIN (dir with pgsov; default bin/), SEED_BENCH_ROWS (default 1000000),
-# SEED_BENCH_ROUNDS (default 3). Needs pgbench and /usr/bin/time.
+# SEED_BENCH_ROUNDS (default 3), SEED_BENCH_TEXT=1 to add the same number of
+# `pgsov seed --text-copy` rounds (COPY text instead of binary), interleaved too.
+# Needs pgbench and /usr/bin/time.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/.." && pwd)
@@ -58,7 +62,11 @@ scale=$(awk -v r="$rows_target" -v b="$base" 'BEGIN { printf "%.4f", r / b }')
 now() { date +%s.%N; }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
-seed_times=() pgbench_times=() seed_rows=0
+seed_times=() pgbench_times=() text_times=() copy_times=() key_times=() seed_rows=0
+# pgsov seed's own report: "app.x: N rows (1.23s, COPY binary)" per table, then
+# "keys and indexes: N re-created after COPY (1.23s; ...)"
+copy_seconds() { sed -n 's/^[^ ]*: [0-9]* rows (\([0-9.]*\)s, COPY.*/\1/p' | awk '{ s += $1 } END { printf "%.3f", s }'; }
+key_seconds() { sed -n 's/^keys and indexes: .*(\([0-9.]*\)s;.*/\1/p' | awk '{ s += $1 } END { printf "%.3f", s }'; }
 for ((r = 1; r <= rounds; r++)); do
     t0=$(now)
     out=$("$pgsov" seed -c "$tmp/proxy.ini" --env development --scenario "$scenario" --seed "$r" \
@@ -66,6 +74,16 @@ for ((r = 1; r <= rounds; r++)); do
     t1=$(now)
     seed_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
     seed_rows=$(sed -n 's/.*: \([0-9]*\) rows in .*/\1/p' <<<"$out")
+    copy_times+=("$(copy_seconds <<<"$out")")
+    key_times+=("$(key_seconds <<<"$out")")
+
+    if [[ ${SEED_BENCH_TEXT:-0} == 1 ]]; then
+        t0=$(now)
+        "$pgsov" seed -c "$tmp/proxy.ini" --env development --scenario "$scenario" --seed "$r" \
+            --scale "$scale" --truncate --text-copy >/dev/null
+        t1=$(now)
+        text_times+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')")
+    fi
 
     t0=$(now)
     PGHOST=localhost PGPORT=$port PGSSLMODE=require pgbench -q -i -I dtg -s 10 pgbenchdb >/dev/null 2>&1
@@ -77,6 +95,9 @@ pgbench_rows=$(pgc_psql bench pgbenchdb -At -c "SELECT (SELECT count(*) FROM pgb
 
 seed_med=$(printf '%s\n' "${seed_times[@]}" | median)
 pgbench_med=$(printf '%s\n' "${pgbench_times[@]}" | median)
+copy_med=$(printf '%s\n' "${copy_times[@]}" | median)
+key_med=$(printf '%s\n' "${key_times[@]}" | median)
+text_med=$( ((${#text_times[@]})) && printf '%s\n' "${text_times[@]}" | median || echo 0)
 
 # Peak RSS at a tenth of the rows and at all of them.
 rss() {
@@ -89,11 +110,18 @@ rss_large=$(rss "$scale")
 
 awk -v sr="$seed_rows" -v st="$seed_med" -v pr="$pgbench_rows" -v pt="$pgbench_med" \
     -v all_s="${seed_times[*]}" -v all_p="${pgbench_times[*]}" -v n="$rounds" \
-    -v rs="$rss_small" -v rl="$rss_large" 'BEGIN {
+    -v rs="$rss_small" -v rl="$rss_large" -v cm="$copy_med" -v km="$key_med" -v tm="$text_med" \
+    -v all_t="${text_times[*]}" 'BEGIN {
     printf "| load (median of %d) | rows | seconds | rows/s |\n|---|---:|---:|---:|\n", n
     printf "| pgsov seed (credito.json, 5 tables, keys + FKs + indexes) | %d | %.2f | %.0f |\n", sr, st, sr / st
+    if (tm > 0)
+        printf "| pgsov seed --text-copy (same, COPY text) | %d | %.2f | %.0f |\n", sr, tm, sr / tm
     printf "| pgbench -i -I dtg -s 10 (4 tables, no keys) | %d | %.2f | %.0f |\n", pr, pt, pr / pt
     printf "\nseed rows/s ÷ pgbench -i rows/s = %.2f   (runs: seed %s s; pgbench %s s)\n", \
            (sr / st) / (pr / pt), all_s, all_p
+    printf "pgsov seed time (medians): COPY of the rows %.2f s (%.0f rows/s), keys and indexes %.2f s, rest %.2f s\n", \
+           cm, sr / cm, km, st - cm - km
+    if (tm > 0)
+        printf "pgsov seed --text-copy runs: %s s\n", all_t
     printf "pgsov seed peak RSS: %d KiB at ~%d rows, %d KiB at ~%d rows\n", rs, sr / 10, rl, sr
 }'
