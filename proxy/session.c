@@ -1577,11 +1577,10 @@ static void audit_statement(struct session *s, const char *event, enum stmt_clas
     audit_write(a);
 }
 
-/* Queues the refusal and writes the marked statement that makes the server fail here. */
-static void substitute_refusal(struct session *s, char type, const char *message, const char *detail,
-                               const char *hint)
+/* Queues a refusal; the caller writes its marked statement with write_substitute() once
+ * everything before the refused message has gone to the server. */
+static void queue_refusal(struct session *s, const char *message, const char *detail, const char *hint)
 {
-    struct evbuffer *out = bufferevent_get_output(s->server);
     uint32_t seq = ++s->refusal_seq;
     struct refusal *r = calloc(1, sizeof *r);
     if (r) {
@@ -1596,8 +1595,15 @@ static void substitute_refusal(struct session *s, char type, const char *message
         s->refusals_tail = r;
         s->n_refusals++;
     }
+}
+
+/* The statement that makes the server fail where the refused message stood: a cast that fails
+ * at parse analysis, marked with the session's nonce and the refusal's number. */
+static void write_substitute(struct session *s, char type)
+{
+    struct evbuffer *out = bufferevent_get_output(s->server);
     char sql[128];
-    snprintf(sql, sizeof sql, "SELECT 'pgsov:refused:%s:%u'::pg_catalog.int4", s->nonce, seq);
+    snprintf(sql, sizeof sql, "SELECT 'pgsov:refused:%s:%u'::pg_catalog.int4", s->nonce, s->refusal_seq);
     if (type == 'P')
         wire_parse_message(out, REFUSAL_STMT_NAME, sql);
     else
@@ -1605,7 +1611,7 @@ static void substitute_refusal(struct session *s, char type, const char *message
 }
 
 /* Decides one SQL-carrying message. Returns true to forward it unchanged; false when it has
- * written a substitute to the server instead. */
+ * queued a refusal (the caller then writes the substitute in the message's place). */
 static bool guard_message(struct session *s, char type, const char *sql, size_t sql_len)
 {
     const struct rule *r = s->rule;
@@ -1644,7 +1650,7 @@ static bool guard_message(struct session *s, char type, const char *sql, size_t 
                  "it contains a backslash and was pipelined behind unfinished statements",
                  s->user, s->env_name);
         audit_statement(s, "refused", CLASS_UNKNOWN, CLASS_BIT(CLASS_UNKNOWN), sql);
-        substitute_refusal(s, type, msg, "A statement still running could change "
+        queue_refusal(s, msg, "A statement still running could change "
                            "standard_conforming_strings or client_encoding, and with them what a "
                            "backslash means; the guard cannot know how the server will read this text.",
                            "Send it after the previous results have arrived, or pass the value as a parameter.");
@@ -1657,7 +1663,7 @@ static bool guard_message(struct session *s, char type, const char *sql, size_t 
                  "standard_conforming_strings = on and client_encoding = UTF8.",
                  s->lexing_unsafe ? s->lexing_reason : "This statement changes standard_conforming_strings or client_encoding");
         audit_statement(s, "refused", worst, classes, type == 'F' ? NULL : sql);
-        substitute_refusal(s, type, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
+        queue_refusal(s, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
         return false;
     }
     class_set denied = classes & ~r->classes;
@@ -1683,7 +1689,7 @@ static bool guard_message(struct session *s, char type, const char *sql, size_t 
         log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user,
                   "upstream_user", s->upstream_user, "env", s->env_name, "class", stmt_class_name(bad), NULL);
         audit_statement(s, "refused", bad, classes, type == 'F' ? NULL : sql);
-        substitute_refusal(s, type, msg, detail, hint);
+        queue_refusal(s, msg, detail, hint);
         return false;
     }
     if (type != 'F') {
@@ -1769,6 +1775,23 @@ static int client_direct_fd(const struct session *s)
     return s->client_fd_owned_by_bev ? -1 : s->client_fd;
 }
 
+/* n bytes at offset off of in: a pointer into the buffer when they lie in one chain, else a
+ * copy in *copy (the caller frees it). NULL when memory runs out. */
+static const uint8_t *message_at(struct evbuffer *in, size_t off, size_t n, uint8_t **copy)
+{
+    struct evbuffer_ptr p;
+    struct evbuffer_iovec v;
+    *copy = NULL;
+    if (evbuffer_ptr_set(in, &p, off, EVBUFFER_PTR_SET) != 0)
+        return NULL;
+    if (evbuffer_peek(in, (ev_ssize_t)n, &p, &v, 1) >= 1 && v.iov_len >= n)
+        return v.iov_base;
+    if (!(*copy = malloc(n)))
+        return NULL;
+    evbuffer_copyout_from(in, &p, *copy, n);
+    return *copy;
+}
+
 /* Stops reading one side while the other side's output is above the high-water mark. */
 static void apply_backpressure(struct session *s, bool from_client)
 {
@@ -1825,32 +1848,39 @@ static void relay_from_client(struct session *s)
                     s->pending_ready--;   /* counted again when it is complete */
                 break;
             }
-            if (off) {
-                forward(in, s->server, server_direct_fd(s), off);
-                avail -= off;
-                off = 0;
-            }
-            const uint8_t *msg = evbuffer_pullup(in, 1 + len);
+            /* Read the message where it lies (one chain, almost always; copied when split), so
+             * that allowed messages stay in the span and a packet still goes out in one write. */
+            uint8_t *copy = NULL;
+            const uint8_t *msg = message_at(in, off, 1 + len, &copy);
             const char *sql = NULL, *name;
             size_t sql_len = 0;
-            int ok = 0;
-            if (type == 'Q')
+            int ok = msg ? 0 : -1;
+            if (msg && type == 'Q')
                 ok = wire_parse_query(msg + 5, len - 4, &sql, &sql_len);
-            else if (type == 'P')
+            else if (msg && type == 'P')
                 ok = wire_parse_parse(msg + 5, len - 4, &name, &sql, &sql_len);
             if (ok != 0) {
+                free(copy);
+                if (off)
+                    forward(in, s->server, server_direct_fd(s), off);
                 session_fatal(s, "08P01", "pgsov: malformed Query or Parse message", NULL, NULL, "bad message");
                 return;
             }
             s->bytes_from_client += 1 + len;
-            if (guard_message(s, type, sql, sql_len)) {
-                forward(in, s->server, server_direct_fd(s), 1 + len);
-            } else {
-                evbuffer_drain(in, 1 + len);
-            }
+            bool allowed = guard_message(s, type, sql, sql_len);
+            free(copy);
             if (type == 'P')
                 s->batch_open = true;
-            avail -= 1 + len;
+            if (allowed) {
+                off += 1 + len;
+                continue;
+            }
+            if (off)
+                forward(in, s->server, server_direct_fd(s), off);
+            evbuffer_drain(in, 1 + len);
+            avail -= off + 1 + len;
+            off = 0;
+            write_substitute(s, type);
             continue;
         }
         if (type == 'X')
