@@ -391,7 +391,7 @@ static int pipe_run(PGconn *c, const struct seed_scenario *sc, size_t t,
         pthread_mutex_lock(&p->mu);
         while (p->filled == 0 && !p->done)
             pthread_cond_wait(&p->changed, &p->mu);
-        if (p->filled == 0) {                       /* done, everything sent */
+        if (p->filled == 0 || (p->done && p->rc != 0)) {   /* all sent, or generation failed */
             pthread_mutex_unlock(&p->mu);
             break;
         }
