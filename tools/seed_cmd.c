@@ -128,6 +128,8 @@ static int parse_args(int argc, char **argv, struct seed_opts *o, struct pgsov_e
         return pgsov_fail(err, "--out and --dry-run exclude each other");
     if (o->truncate && (o->out_dir || o->dry_run))
         return pgsov_fail(err, "--truncate only applies when loading a database");
+    if (o->text_copy && (o->out_dir || o->dry_run))
+        return pgsov_fail(err, "--text-copy only applies when loading a database");
     return 0;
 }
 

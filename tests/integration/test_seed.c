@@ -581,6 +581,8 @@ static void test_bad_scenario_reports_path(void **state)
     run_expect(&c, 1, "bad.json: tables[0].columns[0].strat: unknown key",
                "seed --env dev --scenario '%s' --seed 1", path);
     run_expect(&c, 2, "--seed N is required", "seed --env dev --scenario '%s'", path);
+    run_expect(&c, 2, "--text-copy only applies when loading a database",
+               "seed --scenario '%s' --seed 1 --dry-run --text-copy", path);
     ctx_close(&c);
 }
 
