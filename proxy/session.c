@@ -1800,6 +1800,17 @@ static void apply_backpressure(struct session *s, bool from_client)
         read_enable(s, from_client, false);
 }
 
+/* Extends the span [0, *off) of bytes to forward over what has arrived of the message being
+ * streamed (*left bytes of it still to come). True when that message ends within what has
+ * arrived, so framing continues after it. */
+static bool span_take(uint32_t *left, size_t avail, size_t *off)
+{
+    size_t take = avail - *off < *left ? avail - *off : *left;
+    *off += take;
+    *left -= (uint32_t)take;
+    return *left == 0;
+}
+
 static void relay_from_client(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
@@ -1809,10 +1820,7 @@ static void relay_from_client(struct session *s)
 
     for (;;) {
         if (s->client_left) {
-            size_t take = avail - off < s->client_left ? avail - off : s->client_left;
-            off += take;
-            s->client_left -= (uint32_t)take;
-            if (s->client_left)
+            if (!span_take(&s->client_left, avail, &off))
                 break;
             continue;
         }
@@ -1914,10 +1922,7 @@ static void relay_from_server(struct session *s)
 
     for (;;) {
         if (s->server_left) {
-            size_t take = avail - off < s->server_left ? avail - off : s->server_left;
-            off += take;
-            s->server_left -= (uint32_t)take;
-            if (s->server_left)
+            if (!span_take(&s->server_left, avail, &off))
                 break;
             continue;
         }
