@@ -192,46 +192,44 @@ int wire_sasl_without_plus(const uint8_t *body, uint32_t len, struct evbuffer *o
 {
     if (len < 5 || get32(body) != 10)
         return -1;
+    /* Built aside and appended only when usable: nothing half-made reaches the client. */
+    struct evbuffer *msg = evbuffer_new();
+    if (!msg)
+        return -1;
     const uint8_t *p = body + 4, *end = body + len;
-    uint8_t hdr[9] = { 'R' };
-    struct evbuffer_ptr mark;
-    size_t start = evbuffer_get_length(out);
-    evbuffer_add(out, hdr, sizeof hdr);   /* length patched below */
     int kept = 0;
-    uint32_t body_len = 4;
     for (;;) {
-        if (p >= end)
+        if (p >= end) {
+            evbuffer_free(msg);
             return -1;
+        }
         if (*p == '\0') {
-            if (p + 1 != end)
+            if (p + 1 != end) {
+                evbuffer_free(msg);
                 return -1;
+            }
             break;
         }
         long n = bounded_strlen(p, end);
-        if (n < 0)
+        if (n < 0) {
+            evbuffer_free(msg);
             return -1;
+        }
         if (strcmp((const char *)p, "SCRAM-SHA-256-PLUS") != 0) {
-            evbuffer_add(out, p, (size_t)n + 1);
-            body_len += (uint32_t)n + 1;
+            evbuffer_add(msg, p, (size_t)n + 1);
             kept++;
         }
         p += n + 1;
     }
-    evbuffer_add(out, "", 1);
-    body_len += 1;
-    /* patch the length word and the auth code in place */
-    uint8_t fixed[8];
-    put32(fixed, body_len + 4);
-    put32(fixed + 4, 10);
-    evbuffer_ptr_set(out, &mark, start + 1, EVBUFFER_PTR_SET);
-    struct evbuffer_iovec vec[2];
-    int nvec = evbuffer_peek(out, 8, &mark, vec, 2);
-    size_t done = 0;
-    for (int i = 0; i < nvec && done < 8; i++) {
-        size_t take = vec[i].iov_len < 8 - done ? vec[i].iov_len : 8 - done;
-        memcpy(vec[i].iov_base, fixed + done, take);
-        done += take;
+    if (kept > 0) {
+        uint8_t hdr[9] = { 'R' };
+        put32(hdr + 1, (uint32_t)(8 + evbuffer_get_length(msg) + 1));
+        put32(hdr + 5, 10);
+        evbuffer_add(out, hdr, sizeof hdr);
+        evbuffer_add_buffer(out, msg);
+        evbuffer_add(out, "", 1);
     }
+    evbuffer_free(msg);
     return kept;
 }
 

@@ -67,7 +67,7 @@ int wire_parse_error(const uint8_t *body, uint32_t len, struct wire_error_fields
 
 /* AuthenticationSASL body (int32 10, then mechanism names): appends an 'R' message to out
  * that offers the same mechanisms minus SCRAM-SHA-256-PLUS. Returns the number of
- * mechanisms kept, or -1 when the body is malformed. */
+ * mechanisms kept, or -1 when the body is malformed; appends nothing unless it keeps one. */
 int wire_sasl_without_plus(const uint8_t *body, uint32_t len, struct evbuffer *out);
 
 /* Finds `-c NAME=VALUE` (also `-cNAME=VALUE`, `--NAME=VALUE`) in a libpq options string.

@@ -231,15 +231,18 @@ static void test_sasl_filter(void **state)
     assert_memory_equal(m + 9, "SCRAM-SHA-256\0\0", 15);
     evbuffer_free(out);
 
-    /* only -PLUS offered: nothing left */
+    /* only -PLUS offered: nothing left, nothing appended */
     out = evbuffer_new();
     n = put32(body, 10);
     memcpy(body + n, "SCRAM-SHA-256-PLUS\0\0", 20);
     assert_int_equal(wire_sasl_without_plus(body, (uint32_t)(n + 20), out), 0);
-    /* malformed: missing terminator, wrong code */
+    /* malformed: missing terminator, wrong code; a usable name before the flaw appends nothing */
+    assert_int_equal(wire_sasl_without_plus(body, (uint32_t)(n + 19), out), -1);
+    memcpy(body + n, "SCRAM-SHA-256\0oops", 19);
     assert_int_equal(wire_sasl_without_plus(body, (uint32_t)(n + 19), out), -1);
     put32(body, 11);
     assert_int_equal(wire_sasl_without_plus(body, (uint32_t)(n + 20), out), -1);
+    assert_int_equal(evbuffer_get_length(out), 0);
     evbuffer_free(out);
 }
 
