@@ -297,7 +297,9 @@ struct guard {
     size_t n_funcs;
     struct cache exact;         /* key: the text                          */
     struct cache masked;        /* key: masked token stream (masked_key) */
+    struct cache digits;        /* key: text with short digit runs masked (digit_key) */
     char *key_buf;              /* scratch for the masked key: cache_max_text bytes */
+    char *digit_buf;            /* scratch for the digit key: cache_max_text bytes */
     char *text_buf;             /* scratch NUL-terminated copy: cache_max_text + 1 bytes */
     struct guard_stats stats;
 };
@@ -487,9 +489,13 @@ struct guard *guard_new(const struct guard_options *opt)
 
     if (cache_init(&g->exact, opt->cache_entries, &g->stats.evictions) < 0 ||
         cache_init(&g->masked, opt->masked_cache_off ? 0 : opt->cache_entries,
-                   &g->stats.masked_evictions) < 0)
+                   &g->stats.masked_evictions) < 0 ||
+        cache_init(&g->digits, opt->masked_cache_off ? 0 : opt->cache_entries,
+                   &g->stats.digit_evictions) < 0)
         goto fail;
     if (g->masked.n_entries > 0 && !(g->key_buf = malloc(g->cache_max_text)))
+        goto fail;
+    if (g->digits.n_entries > 0 && !(g->digit_buf = malloc(g->cache_max_text)))
         goto fail;
     if (!(g->text_buf = malloc((size_t)g->cache_max_text + 1)))
         goto fail;
@@ -505,7 +511,9 @@ void guard_free(struct guard *g)
         return;
     cache_destroy(&g->exact);
     cache_destroy(&g->masked);
+    cache_destroy(&g->digits);
     free(g->key_buf);
+    free(g->digit_buf);
     free(g->text_buf);
     free(g->funcs);
     free(g);
@@ -1101,9 +1109,40 @@ static bool text_utf8_valid(const char *sql, size_t len)
     return s != NULL;
 }
 
-static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *maskable)
+/* Does the span [from, to) of sql hold an ASCII digit? */
+static bool span_has_digit(const char *sql, size_t from, size_t to)
+{
+    for (size_t i = from; i < to; i++)
+        if (sql[i] >= '0' && sql[i] <= '9')
+            return true;
+    return false;
+}
+
+/* May digits inside this token change to other digits without changing any token's kind or
+ * extent? Numeric literals the key masks (their neighbours decide ICONST or FCONST, and the
+ * digit key keeps runs short), bit and hex strings, strings in single quotes (only a quote
+ * or a backslash can end or escape one) and comments. Not a dollar-quoted string: its tag
+ * may hold digits and decides where it ends ($a1$ ... $a12$). */
+static bool digits_may_vary(const char *sql, size_t start, uint32_t tok, bool masked)
+{
+    if (tok == TOK_SQL_COMMENT || tok == TOK_C_COMMENT)
+        return true;
+    if (!masked)
+        return false;
+    if (tok == TOK_ICONST || tok == TOK_FCONST || tok == TOK_BCONST || tok == TOK_XCONST)
+        return true;
+    if (tok == TOK_SCONST)
+        return sql[start] == '\'' || ((sql[start] == 'E' || sql[start] == 'e') && sql[start + 1] == '\'');
+    return false;
+}
+
+static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *maskable,
+                          bool *digits_safe)
 {
     *maskable = false;
+    *digits_safe = true;
+    bool have_last = false, last_masked = false;
+    struct scan_token last = { 0, 0 };
     if (!text_utf8_valid(sql, len))
         return -1;
     PgQueryScanResult r = pg_query_scan(sql);
@@ -1137,6 +1176,12 @@ static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *ma
         if (!ok)
             break;
         next_min = (size_t)t.start + 1;
+        if (have_last && span_has_digit(sql, last.start, t.start) &&
+            !digits_may_vary(sql, last.start, last.token, last_masked))
+            *digits_safe = false;
+        have_last = true;
+        last = t;
+        last_masked = token_masked(t.token, prev1, prev2);
         if (have_pending)
             ok = key_kept_token(&k, sql, pending.token, pending.start, t.start);
         have_pending = false;
@@ -1154,6 +1199,9 @@ static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *ma
         prev2 = prev1;
         prev1 = t.token;
     }
+    if (have_last && span_has_digit(sql, last.start, len) &&
+        !digits_may_vary(sql, last.start, last.token, last_masked))
+        *digits_safe = false;
     if (ok && have_pending)
         ok = key_kept_token(&k, sql, pending.token, pending.start, len);
     pg_query_free_scan_result(r);
@@ -1231,6 +1279,38 @@ static void classify_text(const struct guard *g, const char *sql, struct guard_v
                  w.execute_name);
 }
 
+/* The digit key: sql with every run of 1 to 9 ASCII digits replaced by one 0x01 byte, so that
+ * `... where aid = 17` and `... where aid = 90210` meet before any lexing. -1 when a run is
+ * longer (an integer's token kind could then depend on its value: ICONST or FCONST), when
+ * the text holds a 0x01 byte itself, or when it has no digit (the exact level covers it).
+ * A verdict is stored under this key only when masked_key() found every digit of the text in
+ * a place where other digits change no token (digits_may_vary). */
+static ssize_t digit_key(const char *sql, size_t len, char *buf, size_t cap)
+{
+    size_t o = 0;
+    bool any = false;
+    for (size_t i = 0; i < len;) {
+        if (sql[i] == '\x01')
+            return -1;
+        if (sql[i] >= '0' && sql[i] <= '9') {
+            size_t run = 0;
+            while (i < len && sql[i] >= '0' && sql[i] <= '9') {
+                i++;
+                run++;
+            }
+            if (run > 9 || o == cap)
+                return -1;
+            buf[o++] = '\x01';
+            any = true;
+            continue;
+        }
+        if (o == cap)
+            return -1;
+        buf[o++] = sql[i++];
+    }
+    return any ? (ssize_t)o : -1;
+}
+
 void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_verdict *out)
 {
     memset(out, 0, sizeof *out);
@@ -1262,6 +1342,22 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
             return;
         }
     }
+    /* Level 2: short digit runs masked, no lexing at all. */
+    ssize_t dkey_len = -1;
+    uint64_t dkey_hash = 0;
+    if (cacheable && g->digits.n_entries > 0 && len >= GUARD_MASKED_MIN_TEXT) {
+        dkey_len = digit_key(sql, len, g->digit_buf, g->cache_max_text);
+        if (dkey_len >= 0) {
+            dkey_hash = cache_hash(g->digits.seed, g->digit_buf, (size_t)dkey_len);
+            struct cache_entry *e = cache_find(&g->digits, g->digit_buf, (size_t)dkey_len, dkey_hash);
+            if (e) {
+                e->referenced = true;
+                g->stats.digit_hits++;
+                *out = e->verdict;
+                return;
+            }
+        }
+    }
     char *text = cacheable ? g->text_buf : malloc(len + 1);
     if (!text) {
         verdict_unknown(out, "out of memory");
@@ -1269,12 +1365,12 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
     }
     memcpy(text, sql, len);
     text[len] = '\0';
-    /* Level 2: the token stream with literal values masked. */
+    /* Level 3: the token stream with literal values masked. */
     ssize_t key_len = -1;
     uint64_t key_hash = 0;
-    bool maskable = false;
+    bool maskable = false, digits_safe = false;
     if (cacheable && g->masked.n_entries > 0 && len >= GUARD_MASKED_MIN_TEXT) {
-        key_len = masked_key(g, text, len, &maskable);
+        key_len = masked_key(g, text, len, &maskable, &digits_safe);
         if (key_len >= 0 && maskable) {
             key_hash = cache_hash(g->masked.seed, g->key_buf, (size_t)key_len);
             struct cache_entry *e = cache_find(&g->masked, g->key_buf, (size_t)key_len,
@@ -1283,11 +1379,14 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
                 e->referenced = true;
                 g->stats.masked_hits++;
                 *out = e->verdict;
+                /* masked entries are shareable verdicts: the digit level may hold it too */
+                if (dkey_len >= 0 && digits_safe)
+                    cache_insert(&g->digits, g->digit_buf, (size_t)dkey_len, dkey_hash, out);
                 return;
             }
         }
     }
-    /* Level 3: parse and walk. */
+    /* Level 4: parse and walk. */
     g->stats.misses++;
     bool read_literal;
     classify_text(g, text, out, &read_literal);
@@ -1295,8 +1394,11 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
         free(text);
     if (cacheable && g->exact.n_entries > 0)
         cache_insert(&g->exact, sql, len, hash, out);
-    if (key_len >= 0 && maskable && verdict_shareable(out, read_literal))
+    if (key_len >= 0 && maskable && verdict_shareable(out, read_literal)) {
         cache_insert(&g->masked, g->key_buf, (size_t)key_len, key_hash, out);
+        if (dkey_len >= 0 && digits_safe)
+            cache_insert(&g->digits, g->digit_buf, (size_t)dkey_len, dkey_hash, out);
+    }
 }
 
 /* ---- audit helpers ----------------------------------------------------------------- */

@@ -94,8 +94,9 @@ char *guard_fingerprint(const char *sql);
 struct guard_stats {
     uint64_t hits;              /* answered by the exact-text level                      */
     uint64_t masked_hits;       /* answered by the masked level                          */
+    uint64_t digit_hits;        /* answered by the digit level (before any lexing)       */
     uint64_t misses;            /* parsed and walked (neither level answered)            */
-    uint64_t evictions, masked_evictions;
+    uint64_t evictions, masked_evictions, digit_evictions;
 };
 void guard_get_stats(const struct guard *g, struct guard_stats *out);
 

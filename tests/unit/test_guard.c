@@ -823,9 +823,10 @@ static void test_masked_shares(void **state)
         if (va.classes & U)
             fail_msg("%s: unknown (%s)", masked_share_cases[i].a, va.reason);
         guard_get_stats(g, &st);
-        if (st.masked_hits != 1 || st.misses != 1)
-            fail_msg("%s: not served by the masked level (%llu masked hits, %llu misses)",
-                     masked_share_cases[i].b, (unsigned long long)st.masked_hits,
+        if (st.masked_hits + st.digit_hits != 1 || st.misses != 1)
+            fail_msg("%s: not shared by the masked or digit level (%llu masked hits, %llu digit "
+                     "hits, %llu misses)", masked_share_cases[i].b,
+                     (unsigned long long)st.masked_hits, (unsigned long long)st.digit_hits,
                      (unsigned long long)st.misses);
         assert_verdict_equal(masked_share_cases[i].b, &vb, &want);
         if (vb.classes != masked_share_cases[i].want)
@@ -1112,8 +1113,96 @@ static void test_masked_eviction(void **state)
     classify(g, "select 1, 2", &v);              /* a short key fits */
     classify(g, "select 3, 4", &v);
     guard_get_stats(g, &st);
-    assert_int_equal(st.masked_hits, 1);
+    assert_int_equal(st.masked_hits + st.digit_hits, 1);
     guard_free(g);
+}
+
+/* The digit level: texts that differ only in short digit runs meet before any lexing, but
+ * only where the first text's digits could not change a token's kind or extent. */
+static void test_digit_level(void **state)
+{
+    (void)state;
+    static const struct { const char *a, *b; bool shared; } cases[] = {
+        { "SELECT abalance FROM pgbench_accounts WHERE aid = 17;",
+          "SELECT abalance FROM pgbench_accounts WHERE aid = 90210;", true },
+        { "UPDATE pgbench_tellers SET tbalance = tbalance + -4211 WHERE tid = 3;",
+          "UPDATE pgbench_tellers SET tbalance = tbalance + -17 WHERE tid = 88;", true },
+        { "select * from t where s = 'order 12' and n = 1.5e3",
+          "select * from t where s = 'order 999' and n = 7.25e1", true },
+        { "select 1 /* run 12 */", "select 2 /* run 345 */", true },
+        /* a dollar-quote tag with digits decides where the string ends: never shared */
+        { "select $a12$ x $a1$; drop table t; -- $a12$",
+          "select $a1$ x $a1$; drop table t; -- $a1$", false },
+        { "select $a1$ x $a1$; drop table t; -- $a1$",
+          "select $a12$ x $a1$; drop table t; -- $a12$", false },
+        /* digits in identifiers, parameters and type names vary what they name */
+        { "select f1()", "select f2()", false },
+        { "select * from t1 where a = 1", "select * from t2 where a = 2", false },
+        { "select $1::int4", "select $2::int4", false },
+        { "select x::int4 from t where a = 1", "select x::int8 from t where a = 2", false },
+        /* a long run could turn an integer into a float token */
+        { "select 1234567890", "select 9999999999", false },
+        /* float(n) and ALTER COLUMN n: the grammar reads the number */
+        { "create table t (x float(24))", "create table t (x float(53))", false },
+    };
+    struct guard *fresh = guard_uncached();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct guard *g = guard_plain();
+        struct guard_verdict va, vb, want;
+        struct guard_stats st;
+        classify(g, cases[i].a, &va);
+        classify(g, cases[i].b, &vb);
+        classify(fresh, cases[i].b, &want);
+        guard_get_stats(g, &st);
+        if ((st.digit_hits == 1) != cases[i].shared)
+            fail_msg("%s → %s: digit hits %llu, want %s", cases[i].a, cases[i].b,
+                     (unsigned long long)st.digit_hits, cases[i].shared ? "1" : "0");
+        assert_verdict_equal(cases[i].b, &vb, &want);
+        guard_free(g);
+    }
+    guard_free(fresh);
+
+    /* property: random short digit runs in a corpus of shapes never change a verdict */
+    static const char *const shapes[] = {
+        "SELECT abalance FROM pgbench_accounts WHERE aid = %d",
+        "select * from users where id = %d and name = 'user %d' limit %d",
+        "insert into t (a, b) values (%d, 'x%d') returning id",
+        "select $q%d$ a $q%d$; drop table t; -- $q%d$",
+        "select f%d() where %d = %d",
+        "select %d; vacuum t; select %d /* %d */",
+        "delete from t where id in (%d, %d, %d)",
+        "select x::int%d from t where a = %d and b = %d",
+    };
+    struct guard *g = guard_plain();
+    fresh = guard_uncached();
+    unsigned seed = 12345;
+    for (int round = 0; round < 400; round++) {
+        char sql[256];
+        const char *shape = shapes[round % (sizeof shapes / sizeof shapes[0])];
+        int v[3];
+        for (int k = 0; k < 3; k++) {
+            seed = seed * 1103515245u + 12345u;
+            int digits = 1 + (int)((seed >> 16) % 6);
+            int val = 0;
+            for (int d = 0; d < digits; d++)
+                val = val * 10 + (int)((seed >> (d + 3)) % 10);
+            v[k] = val % 3 == 0 ? val % 3 + 1 : val;   /* small and large values, $q1$ vs $q12$ */
+        }
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"   /* shapes is a table of formats */
+        snprintf(sql, sizeof sql, shape, v[0], v[1], v[2]);
+#pragma GCC diagnostic pop
+        struct guard_verdict got, want;
+        classify(g, sql, &got);
+        classify(fresh, sql, &want);
+        assert_verdict_equal(sql, &got, &want);
+    }
+    struct guard_stats st;
+    guard_get_stats(g, &st);
+    if (st.digit_hits < 100)
+        fail_msg("the digit level served only %llu of 400", (unsigned long long)st.digit_hits);
+    guard_free(g);
+    guard_free(fresh);
 }
 
 /* guard.c names these tokens by number (pg_query.pb-c.h needs protobuf-c's headers): they
@@ -1224,6 +1313,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_node_table_covers_proto),
         cmocka_unit_test(test_normalize_utility_literals),
+        cmocka_unit_test(test_digit_level),
         cmocka_unit_test(test_node_table_entries),
         cmocka_unit_test(test_classes),
         cmocka_unit_test(test_unknown_reasons),
