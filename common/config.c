@@ -309,6 +309,20 @@ static int handle_proxy_key(struct loader *ld, const char *key, char *v)
             rc = loader_fail(ld, "max_message_size: \"%s\" must be a size from 8kB to 1GB", v);
         else
             c->max_message_size = (uint32_t)size;
+    } else if (!strcmp(key, "upstream_reuse")) {
+        if (parse_bool(v, &c->upstream_reuse) != 0)
+            rc = loader_fail(ld, "upstream_reuse: \"%s\" is not on or off", v);
+    } else if (!strcmp(key, "upstream_idle_timeout")) {
+        int ms;
+        if (parse_duration_ms(v, &ms) != 0 || ms <= 0)
+            rc = loader_fail(ld, "upstream_idle_timeout: \"%s\" is not a duration above 0 (e.g. 60s)", v);
+        else
+            c->upstream_idle_timeout_ms = ms;
+    } else if (!strcmp(key, "upstream_max_idle")) {
+        if (parse_int(v, 0, 100000, &n) != 0)
+            rc = loader_fail(ld, "upstream_max_idle: \"%s\" is not a number from 0 to 100000", v);
+        else
+            c->upstream_max_idle = (int)n;
     } else if (!strcmp(key, "startup_timeout") || !strcmp(key, "idle_timeout") ||
                !strcmp(key, "connect_timeout") || !strcmp(key, "shutdown_timeout")) {
         int ms;
@@ -551,6 +565,9 @@ static void config_defaults(struct config *c)
     c->connect_timeout_ms = 5000;
     c->shutdown_timeout_ms = 30000;
     c->workers = 0;                 /* auto: one per online CPU */
+    c->upstream_reuse = true;
+    c->upstream_idle_timeout_ms = 60000;
+    c->upstream_max_idle = 100;
     c->log_format = LOG_FORMAT_KV;
     c->log_level = LOG_INFO;
     c->guard = true;

@@ -28,6 +28,7 @@
 #include "pgsov/scram.h"
 #include "pgsov/users.h"
 #include "pgsov/log.h"
+#include "pgsov/pool.h"
 #include "pgsov/session.h"
 #include "pgsov/tls.h"
 
@@ -51,6 +52,7 @@ struct worker {
     struct session *sessions;
     int n_sessions;
     struct guard *guard;
+    struct pool *pool;              /* idle upstream connections for reuse (auth = proxy) */
     struct key_cache_entry *key_cache;
     int n_key_cache;
     atomic_int command;             /* CMD_* */
@@ -202,6 +204,11 @@ struct guard *worker_guard(struct worker *w)
     return w->guard;
 }
 
+struct pool *worker_pool(struct worker *w)
+{
+    return w->pool;
+}
+
 static pthread_mutex_t backoff_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct backoff *backoff;     /* failed proxy logins per source, all workers */
 
@@ -314,6 +321,7 @@ static void control_cb(evutil_socket_t fd, short what, void *arg)
         return;
     worker_stop_listening(w);
     w->draining = true;
+    pool_flush(w->pool);            /* parked backends have no client to wait for */
     if (w->n_sessions == 0) {
         event_base_loopexit(w->base, NULL);
         return;
@@ -348,6 +356,8 @@ static void *worker_main(void *arg)
         if (w->sessions == s)
             break;
     }
+    pool_free(w->pool);
+    w->pool = NULL;
     return NULL;
 }
 
@@ -428,6 +438,7 @@ static int worker_init(struct worker *w, int index, const struct config *cfg, st
     w->control = w->base ? event_new(w->base, -1, 0, control_cb, w) : NULL;
     if (!w->base || !w->control)
         return pgsov_fail(err, "cannot create an event loop");
+    w->pool = pool_new(w->base);    /* NULL: no reuse, which is always correct */
     if (cfg->guard) {
         struct guard_options opt;
         guard_options_default(&opt);

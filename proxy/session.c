@@ -10,6 +10,8 @@
  *   S_UPSTREAM_TLS TLS handshake with the upstream
  *   S_AUTH         startup sent; authentication relayed until the first ReadyForQuery
  *   S_RELAY        both directions stream; the framing of each is tracked
+ *   S_RESET        the client has gone; its upstream runs DISCARD ALL before it is parked for
+ *                  the next client (auth = proxy, upstream_reuse; see pool.h)
  *   S_CLOSING      flushing a last message to the client
  *
  * Relay looks at message headers only and moves bodies with evbuffer_remove_buffer (no
@@ -49,6 +51,7 @@
 #include "pgsov/cancel.h"
 #include "pgsov/guard.h"
 #include "pgsov/log.h"
+#include "pgsov/pool.h"
 #include "pgsov/rules.h"
 #include "pgsov/scram.h"
 #include "pgsov/server.h"
@@ -64,12 +67,12 @@
 
 enum session_state {
     S_STARTUP, S_CLIENT_TLS, S_CLIENT_AUTH, S_CONNECTING, S_UPSTREAM_SSL, S_UPSTREAM_TLS, S_AUTH,
-    S_RELAY, S_CLOSING,
+    S_RELAY, S_RESET, S_CLOSING,
 };
 
 static const char *const state_names[] = {
     "startup", "client_tls", "client_auth", "connecting", "upstream_ssl", "upstream_tls", "auth",
-    "relay", "closing",
+    "relay", "reset", "closing",
 };
 
 /* auth = proxy: what authentication needs, freed once the session relays. */
@@ -131,6 +134,12 @@ struct session {
     struct evbuffer *upstream_startup;
     int addr_index;
 
+    /* upstream reuse (auth = proxy with upstream_reuse): NULL when this backend is never reused */
+    uint8_t *pool_key;                  /* the upstream startup packet: who else may have it */
+    size_t pool_key_len;
+    struct param_list *params;          /* what the backend reported, for the next client */
+    uint64_t upstream_uses;             /* clients this backend served before this one */
+
     /* relay framing */
     uint32_t client_left, server_left;  /* bytes of the current message still to stream */
     char txn_status;                    /* 'I', 'T', 'E' from ReadyForQuery */
@@ -172,6 +181,10 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg);
 static void server_write_cb(struct bufferevent *bev, void *arg);
 static void upstream_connect_next(struct session *s);
 static void start_raw_reads(struct session *s);
+static void reuse_prepare(struct session *s);
+static bool reuse_attach(struct session *s);
+static void register_cancel(struct session *s, struct evbuffer *out);
+static void enter_relay(struct session *s);
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -182,12 +195,13 @@ static bool transition_ok(enum session_state from, enum session_state to)
     switch (from) {
     case S_STARTUP: return to == S_CLIENT_TLS || to == S_CONNECTING || to == S_CLIENT_AUTH;
     case S_CLIENT_TLS: return to == S_STARTUP;
-    case S_CLIENT_AUTH: return to == S_CONNECTING;
+    case S_CLIENT_AUTH: return to == S_CONNECTING || to == S_RELAY;   /* S_RELAY: a reused upstream */
     case S_CONNECTING: return to == S_UPSTREAM_SSL || to == S_AUTH || to == S_CONNECTING;
     case S_UPSTREAM_SSL: return to == S_UPSTREAM_TLS;
     case S_UPSTREAM_TLS: return to == S_AUTH;
     case S_AUTH: return to == S_RELAY;
-    case S_RELAY: return false;
+    case S_RELAY: return to == S_RESET;
+    case S_RESET: return false;
     case S_CLOSING: return false;
     }
     return false;
@@ -345,6 +359,11 @@ static void session_free(struct session *s)
         close(s->client_fd);
     if (s->upstream_startup)
         evbuffer_free(s->upstream_startup);
+    free(s->pool_key);
+    if (s->params) {
+        params_clear(s->params);
+        free(s->params);
+    }
     proxy_auth_free(s);
     if (s->cancel_registered)
         cancel_unregister(s->proxy_pid);
@@ -381,6 +400,10 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         return;
     case S_CLOSING:
         s->close_reason = "client did not read its last message";
+        session_free(s);
+        return;
+    case S_RESET:
+        s->close_reason = "upstream reset timed out";
         session_free(s);
         return;
     case S_RELAY:
@@ -778,6 +801,8 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
         return false;
     }
     wire_startup_message(s->upstream_startup, WIRE_PROTO_V3, keys, values, n);
+    if (s->proxy_auth && cfg_of(s)->upstream_reuse && cfg_of(s)->upstream_max_idle > 0)
+        reuse_prepare(s);   /* without memory for it the backend is simply not reused */
 
     char id[24], rule_at[300], tlsbuf[300], classes[200];
     id_text(s, id, sizeof id);
@@ -1012,13 +1037,54 @@ static void upstream_ssl_answer(struct session *s)
     s->server_fd_owned_by_bev = true;
 }
 
+/* The client gets a key of the proxy's own that maps to this backend's (cancel.h). */
+static void register_cancel(struct session *s, struct evbuffer *out)
+{
+    const struct upstream_target *t = &s->snap->upstreams[s->env_index];
+    struct cancel_target ct = { .addr_len = t->addr_lens[s->addr_index - 1],
+                                .upstream_pid = s->upstream_pid,
+                                .upstream_secret = s->upstream_secret };
+    memcpy(&ct.addr, &t->addrs[s->addr_index - 1], sizeof ct.addr);
+    if (cancel_register(&ct, &s->proxy_pid, &s->proxy_secret) == 0) {
+        s->cancel_registered = true;
+        wire_backend_key_data(out, s->proxy_pid, s->proxy_secret);
+    }
+}
+
+/* The first ReadyForQuery has gone to the client: from here both sides stream. */
+static void enter_relay(struct session *s)
+{
+    session_set_state(s, S_RELAY);
+    proxy_auth_free(s);
+    arm_timer(s, cfg_of(s)->idle_timeout_ms);
+    if (cfg_of(s)->idle_timeout_ms <= 0 && s->timer) {
+        event_free(s->timer);   /* idle sessions keep no timer: memory per client */
+        s->timer = NULL;
+    }
+    bufferevent_setwatermark(s->server, EV_WRITE, LOW_WATER, 0);
+    bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
+    bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
+    bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
+    bufferevent_enable(s->server, EV_WRITE);
+    start_raw_reads(s);
+    if (evbuffer_get_length(bufferevent_get_input(s->server)))
+        server_read_cb(s->server, s);
+    if (s->state == S_RELAY && s->client && evbuffer_get_length(bufferevent_get_input(s->client)))
+        client_read_cb(s->client, s);
+}
+
 /* ---- auth ------------------------------------------------------------------------------- */
 
 static void check_parameter_status(struct session *s, const uint8_t *body, uint32_t len)
 {
     const char *name, *value;
-    if (wire_parse_parameter_status(body, len, &name, &value) != 0)
+    if (wire_parse_parameter_status(body, len, &name, &value) != 0) {
+        if (s->params)
+            s->params->overflow = true;   /* cannot replay what we could not read */
         return;
+    }
+    if (s->params)
+        params_set(s->params, name, value);
     if (cfg_of(s)->guard && unsafe_lexing_setting(name, value)) {
         s->lexing_unsafe = true;
         snprintf(s->lexing_reason, sizeof s->lexing_reason, "the server reports %s = %.60s", name, value);
@@ -1079,15 +1145,7 @@ static void auth_from_server(struct session *s)
                 s->upstream_pid = get32(body);
                 s->upstream_secret = get32(body + 4);
                 evbuffer_drain(in, 1 + len);
-                const struct upstream_target *t = &s->snap->upstreams[s->env_index];
-                struct cancel_target ct = { .addr_len = t->addr_lens[s->addr_index - 1],
-                                            .upstream_pid = s->upstream_pid,
-                                            .upstream_secret = s->upstream_secret };
-                memcpy(&ct.addr, &t->addrs[s->addr_index - 1], sizeof ct.addr);
-                if (cancel_register(&ct, &s->proxy_pid, &s->proxy_secret) == 0) {
-                    s->cancel_registered = true;
-                    wire_backend_key_data(out, s->proxy_pid, s->proxy_secret);
-                }
+                register_cancel(s, out);
                 continue;
             }
             break;
@@ -1098,22 +1156,7 @@ static void auth_from_server(struct session *s)
             if (body_len == 1)
                 s->txn_status = (char)body[0];
             evbuffer_remove_buffer(in, out, 1 + len);
-            session_set_state(s, S_RELAY);
-            proxy_auth_free(s);
-            arm_timer(s, cfg_of(s)->idle_timeout_ms);
-            if (cfg_of(s)->idle_timeout_ms <= 0) {
-                event_free(s->timer);   /* idle sessions keep no timer: memory per client */
-                s->timer = NULL;
-            }
-            bufferevent_setwatermark(s->server, EV_WRITE, LOW_WATER, 0);
-            bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
-            bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
-            bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
-            start_raw_reads(s);
-            if (evbuffer_get_length(in))
-                server_read_cb(s->server, s);
-            if (s->client && evbuffer_get_length(bufferevent_get_input(s->client)))
-                client_read_cb(s->client, s);
+            enter_relay(s);
             return;
         case 'E': {
             struct wire_error_fields f;
@@ -1264,6 +1307,8 @@ static void client_auth_done(struct session *s)
     server_login_succeeded(s->backoff_key);
     scram_server_free(s->auth->server);
     s->auth->server = NULL;
+    if (reuse_attach(s))
+        return;
     s->addr_index = 0;
     session_set_state(s, S_CONNECTING);
     upstream_connect_next(s);
@@ -1477,6 +1522,184 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
         return upstream_login_fail(s, why);
     }
     }
+}
+
+/* ---- upstream reuse (auth = proxy) -------------------------------------------------------
+ * A client that ends cleanly leaves its backend in the state a new login would give it, once
+ * DISCARD ALL has run (it resets settings to the startup values, drops prepared statements,
+ * cursors, temporary tables, listens and advisory locks, and ends SET ROLE / SESSION
+ * AUTHORIZATION). The next client whose upstream startup packet is byte-identical gets that
+ * backend, with the parameters it reported replayed, exactly as after a fresh login. */
+
+#define RESET_TIMEOUT_MS 5000
+
+static void reuse_prepare(struct session *s)
+{
+    size_t len = evbuffer_get_length(s->upstream_startup);
+    s->pool_key = malloc(len);
+    s->params = calloc(1, sizeof *s->params);
+    if (!s->pool_key || !s->params) {
+        free(s->pool_key);
+        free(s->params);
+        s->pool_key = NULL;
+        s->params = NULL;
+        return;
+    }
+    evbuffer_copyout(s->upstream_startup, s->pool_key, len);
+    s->pool_key_len = len;
+}
+
+/* auth = proxy, the client has authenticated: take a parked backend when one matches. */
+static bool reuse_attach(struct session *s)
+{
+    if (!s->pool_key)
+        return false;
+    struct pooled_upstream *u = pool_take(worker_pool(s->w), s->snap, s->env_index, s->pool_key,
+                                          s->pool_key_len);
+    if (!u)
+        return false;
+    s->server = u->bev;
+    s->server_fd = u->fd;
+    s->server_fd_owned_by_bev = u->fd_owned_by_bev;
+    s->addr_index = u->addr_index;
+    s->upstream_pid = u->upstream_pid;
+    s->upstream_secret = u->upstream_secret;
+    s->upstream_uses = u->uses + 1;
+    params_clear(s->params);
+    *s->params = u->params;             /* moved: u's strings now belong to the session */
+    memset(&u->params, 0, sizeof u->params);
+    u->bev = NULL;
+    u->fd = -1;
+    pooled_upstream_release(u);
+    evbuffer_free(s->upstream_startup);
+    s->upstream_startup = NULL;
+
+    /* What a fresh login would have sent: AuthenticationOk, the parameters, a key, ready. */
+    struct evbuffer *out = bufferevent_get_output(s->client);
+    send_auth_request(s, 0, NULL, 0);
+    params_write(s->params, out);
+    for (size_t i = 0; i < s->params->n; i++)   /* the guard reads them as from the server */
+        if (cfg_of(s)->guard && unsafe_lexing_setting(s->params->p[i].name, s->params->p[i].value)) {
+            s->lexing_unsafe = true;
+            snprintf(s->lexing_reason, sizeof s->lexing_reason, "the server reports %s = %.60s",
+                     s->params->p[i].name, s->params->p[i].value);
+        }
+    register_cancel(s, out);
+    s->txn_status = 'I';
+    wire_ready_for_query(out, 'I');
+    char id[24], pid[16], uses[24];
+    id_text(s, id, sizeof id);
+    snprintf(pid, sizeof pid, "%u", s->upstream_pid);
+    snprintf(uses, sizeof uses, "%llu", (unsigned long long)s->upstream_uses);
+    log_event(LOG_DEBUG, "upstream_reused", "session", id, "env", s->env_name, "upstream_user",
+              s->upstream_user, "upstream_pid", pid, "uses", uses, NULL);
+    enter_relay(s);
+    return true;
+}
+
+/* True when the backend is idle with nothing of this client's left in it or on the way. */
+static bool reusable(const struct session *s)
+{
+    return s->pool_key && s->params && !s->params->overflow && s->state == S_RELAY && s->server &&
+           !s->draining && !worker_draining(s->w) && s->txn_status == 'I' && s->pending_ready == 0 &&
+           !s->batch_open && s->client_left == 0 && s->server_left == 0 && !s->refusals &&
+           !s->lexing_unsafe && evbuffer_get_length(bufferevent_get_input(s->server)) == 0 &&
+           evbuffer_get_length(bufferevent_get_output(s->server)) == 0;
+}
+
+/* The client has ended: drop its side and reset the backend for the next one. */
+static void reset_begin(struct session *s)
+{
+    session_set_state(s, S_RESET);
+    if (s->client_rev) {
+        event_free(s->client_rev);
+        s->client_rev = NULL;
+    }
+    bufferevent_free(s->client);        /* the client said Terminate: what it did not read is moot */
+    s->client = NULL;
+    if (!s->client_fd_owned_by_bev && s->client_fd >= 0)
+        close(s->client_fd);
+    s->client_fd = -1;
+    if (s->cancel_registered) {         /* a late cancel of this client must not hit the next */
+        cancel_unregister(s->proxy_pid);
+        s->cancel_registered = false;
+    }
+    bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
+    wire_query(bufferevent_get_output(s->server), "DISCARD ALL");
+    arm_timer(s, RESET_TIMEOUT_MS);
+}
+
+/* DISCARD ALL's answer: CommandComplete, the parameters it reset, ReadyForQuery. Anything
+ * else (an error, a notification, a COPY) and the backend is closed instead. */
+static void reset_from_server(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->server);
+    for (;;) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail < WIRE_HEADER_LEN)
+            return;
+        uint8_t hdr[5];
+        evbuffer_copyout(in, hdr, 5);
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, 64 * 1024, &type, &len, &err) != 0) {
+            s->close_reason = "upstream reset failed";
+            session_free(s);
+            return;
+        }
+        if (avail < 1 + (size_t)len)
+            return;
+        const uint8_t *body = evbuffer_pullup(in, 1 + len) + 5;
+        if (type == 'S') {
+            check_parameter_status(s, body, len - 4);
+        } else if (type == 'Z') {
+            if (len == 5 && body[0] == 'I' && evbuffer_get_length(in) == 1 + len && !s->params->overflow &&
+                !s->lexing_unsafe)
+                break;
+            s->close_reason = "upstream not idle after reset";
+            session_free(s);
+            return;
+        } else if (type != 'C' && type != 'N') {
+            s->close_reason = "upstream reset failed";
+            session_free(s);
+            return;
+        }
+        evbuffer_drain(in, 1 + len);
+    }
+    evbuffer_drain(in, evbuffer_get_length(in));
+
+    struct pooled_upstream *u = calloc(1, sizeof *u);
+    if (!u) {
+        s->close_reason = "out of memory";
+        session_free(s);
+        return;
+    }
+    if (s->server_rev) {                /* the pool watches through the bufferevent */
+        event_free(s->server_rev);
+        s->server_rev = NULL;
+    }
+    snapshot_ref(s->snap);
+    u->snap = s->snap;
+    u->env_index = s->env_index;
+    u->addr_index = s->addr_index;
+    u->key = s->pool_key;
+    u->key_len = s->pool_key_len;
+    s->pool_key = NULL;
+    u->bev = s->server;
+    u->fd = s->server_fd;
+    u->fd_owned_by_bev = s->server_fd_owned_by_bev;
+    s->server = NULL;
+    s->server_fd = -1;
+    u->upstream_pid = s->upstream_pid;
+    u->upstream_secret = s->upstream_secret;
+    u->uses = s->upstream_uses;
+    u->params = *s->params;
+    memset(s->params, 0, sizeof *s->params);
+    const struct config *cfg = cfg_of(s);
+    pool_put(worker_pool(s->w), u, (size_t)cfg->upstream_max_idle, cfg->upstream_idle_timeout_ms);
+    s->close_reason = "client terminated; upstream kept for reuse";
+    session_free(s);
 }
 
 /* ---- guard ------------------------------------------------------------------------------ */
@@ -1891,9 +2114,20 @@ static void relay_from_client(struct session *s)
             write_substitute(s, type);
             continue;
         }
-        if (type == 'X')
+        if (type == 'X') {
             s->close_reason = "client terminated";
-        else if (type == 'S')
+            if (reusable(s)) {          /* Terminate is not forwarded: the backend lives on */
+                if (off) {
+                    forward(in, s->server, server_direct_fd(s), off);
+                    avail -= off;
+                    off = 0;
+                }
+                if (reusable(s)) {      /* the span went out whole: nothing is queued */
+                    reset_begin(s);
+                    return;
+                }
+            }
+        } else if (type == 'S')
             s->batch_open = false;
         else if (type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H' || type == 'P')
             s->batch_open = true;
@@ -2178,11 +2412,15 @@ static void client_event_cb(struct bufferevent *bev, short what, void *arg)
         if (s->server && s->state == S_RELAY) {
             if (evbuffer_get_length(bufferevent_get_input(bev)))
                 relay_from_client(s);
+            if (s->state == S_RELAY && reusable(s)) {   /* closed without Terminate, idle */
+                reset_begin(s);
+                return;
+            }
             if (s->state == S_RELAY) {
                 session_close_upstream_after_flush(s, s->close_reason);
                 return;
             }
-            if (s->state == S_CLOSING)
+            if (s->state == S_CLOSING || s->state == S_RESET)
                 return;
         }
         session_free(s);
@@ -2201,6 +2439,9 @@ static void server_read_cb(struct bufferevent *bev, void *arg)
         return;
     case S_RELAY:
         relay_from_server(s);
+        return;
+    case S_RESET:
+        reset_from_server(s);
         return;
     default:
         return;
@@ -2231,7 +2472,7 @@ static void server_event_cb(struct bufferevent *bev, short what, void *arg)
         upstream_failed(s, why);
         return;
     }
-    if (s->state == S_CLOSING && !s->client) {
+    if ((s->state == S_CLOSING && !s->client) || s->state == S_RESET) {
         session_free(s);
         return;
     }

@@ -83,6 +83,9 @@ struct config {
     int connect_timeout_ms;     /* upstream TCP+TLS connect                                 */
     int shutdown_timeout_ms;    /* SIGTERM drain bound                                      */
     int workers;                /* event-loop threads (SO_REUSEPORT); 0 = auto, one per CPU */
+    bool upstream_reuse;        /* auth = proxy: reset and reuse upstream connections (pool.h) */
+    int upstream_idle_timeout_ms;   /* a parked upstream connection is closed after this   */
+    int upstream_max_idle;      /* parked upstream connections per worker                  */
     enum log_format log_format;
     enum log_level log_level;
     char *log_file;             /* NULL: stderr                                            */

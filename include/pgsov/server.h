@@ -63,6 +63,9 @@ struct scram_key_cache;
 struct scram_key_cache *worker_key_cache(struct worker *w, const char *env, const char *role,
                                          const char *password);
 struct guard *worker_guard(struct worker *w);
+struct pool;
+/* The worker's idle upstream connections (pool.h); NULL when memory ran out (then no reuse). */
+struct pool *worker_pool(struct worker *w);
 void worker_session_added(struct worker *w, struct session *s);
 void worker_session_removed(struct worker *w, struct session *s);
 bool worker_draining(const struct worker *w);

@@ -32,6 +32,9 @@ static void test_valid_minimal(void **state)
     assert_int_equal(c->max_message_size, 64u * 1024 * 1024);
     assert_true(c->guard);
     assert_int_equal(c->workers, 0);                               /* auto */
+    assert_true(c->upstream_reuse);                                /* auth = proxy backends reused */
+    assert_int_equal(c->upstream_idle_timeout_ms, 60000);
+    assert_int_equal(c->upstream_max_idle, 100);
     assert_ptr_equal(config_find_env(c, "PROD"), &c->envs[1]);
     assert_ptr_equal(config_find_env(c, "development"), &c->envs[0]);
     assert_null(config_find_env(c, "staging"));
@@ -49,6 +52,7 @@ static void test_values(void **state)
                        "max_message_size = 1MB\nstartup_timeout = 500ms\nidle_timeout = 2m\n"
                        "shutdown_timeout = 1h\nlog_format = json\nlog_level = warning\nguard = off\n"
                        "rules = a.rules, b.rules\nprivileged_functions = dblink_exec, lo_import\n"
+                       "upstream_reuse = off\nupstream_idle_timeout = 5s\nupstream_max_idle = 0\n"
                        DEV_SECTION "sslmode = disable\nrequire_approval = yes\n";
     if (config_load_string(text, "t.ini", &c, &err) != 0)
         fail_msg("%s", err.msg);
@@ -61,6 +65,9 @@ static void test_values(void **state)
     assert_int_equal(c->log_format, LOG_FORMAT_JSON);
     assert_int_equal(c->log_level, LOG_WARN);
     assert_false(c->guard);
+    assert_false(c->upstream_reuse);
+    assert_int_equal(c->upstream_idle_timeout_ms, 5000);
+    assert_int_equal(c->upstream_max_idle, 0);
     assert_int_equal(c->n_rules_files, 2);
     assert_int_equal(c->n_privileged_functions, 2);
     assert_int_equal(c->envs[0].sslmode, SSLMODE_DISABLE);
@@ -100,6 +107,9 @@ static void test_errors(void **state)
         { PROXY_MIN "max_clients = 0\n" DEV_SECTION, "t.ini:3: max_clients" },
         { PROXY_MIN "max_message_size = 12\n" DEV_SECTION, "t.ini:3: max_message_size" },
         { PROXY_MIN "startup_timeout = soon\n" DEV_SECTION, "t.ini:3: startup_timeout" },
+        { PROXY_MIN "upstream_reuse = sometimes\n" DEV_SECTION, "t.ini:3: upstream_reuse" },
+        { PROXY_MIN "upstream_idle_timeout = 0\n" DEV_SECTION, "t.ini:3: upstream_idle_timeout" },
+        { PROXY_MIN "upstream_max_idle = -1\n" DEV_SECTION, "t.ini:3: upstream_max_idle" },
         { PROXY_MIN "[staging]\nhost = x\n", "t.ini:4: unknown section [staging]" },
         { PROXY_MIN "[env.bad name]\nhost = x\n", "environment names use letters" },
         { PROXY_MIN, "no environments" },

@@ -1,0 +1,322 @@
+/* test_proxy_reuse.c — upstream reuse with auth = proxy (pool.h): a client that ends cleanly
+ * leaves its backend, reset with DISCARD ALL, to the next client with the same upstream
+ * startup; nothing of the first client's session reaches the second; anything unclean (an
+ * open transaction, a backend killed while parked, a reload, passthrough auth, reuse off)
+ * gets a fresh backend. The backend's own pid (pg_backend_pid()) tells which one a client got. */
+#include "harness.h"
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct it_proxy proxy;
+static char users_path[700];
+
+static const char ini_template[] =
+    "[proxy]\n"
+    "listen = 127.0.0.1:@PORT@\n"
+    "rules = @RULES@\n"
+    "client_tls = allow\n"
+    "client_tls_cert = @PKI@/server.crt\n"
+    "client_tls_key = @PKI@/server.key\n"
+    "client_tls_ca = @PKI@/ca.crt\n"
+    "audit_log = @AUDIT@\n"
+    "log_level = debug\n"
+    "workers = 1\n"                 /* one pool: which backend a client gets is deterministic */
+    "users_file = %s\n"
+    "%s"
+    "[env.development]\n"           /* passthrough: never reused */
+    "host = localhost\nport = @DEV_PORT@\ndatabase = postgres\nsslrootcert = @PKI@/ca.crt\n"
+    "host_patterns = localhost:@DEV_PORT@\n"
+    "[env.production]\n"
+    "host = localhost\nport = @PROD_PORT@\ndatabase = postgres\nsslrootcert = @PKI@/ca.crt\n"
+    "host_patterns = localhost:@PROD_PORT@\n"
+    "auth = proxy\n"
+    "upstream_user.other = app\n"
+    "upstream_password.app = app-secret\n";
+
+#define KEPT "upstream kept for reuse"
+
+static void start_proxy(struct it_proxy *p, const char *proxy_extra)
+{
+    char ini[4096];
+    snprintf(ini, sizeof ini, ini_template, users_path, proxy_extra);
+    it_proxy_start_ini(p, ini, "allow all all all any all\n");   /* temp tables are ddl */
+}
+
+static int setup(void **state)
+{
+    char *out = NULL;
+    if (it_sh(&out, "printf 'client-pw\\n' | '%s/pgsov' passwd --stdin app", it_env()->bin) != 0)
+        fail_msg("pgsov passwd failed: %s", out ? out : "");
+    char *v = strstr(out, "SCRAM-SHA-256$");
+    if (!v)
+        fail_msg("no verifier in: %s", out);
+    v[strcspn(v, " \n")] = '\0';
+    char *dir = it_tmpdir("reuse");
+    snprintf(users_path, sizeof users_path, "%s/users", dir);
+    free(dir);
+    char text[1200];
+    snprintf(text, sizeof text, "app %s\nother %s\n", v, v);
+    free(out);
+    it_write_file(users_path, text);
+    chmod(users_path, 0600);
+
+    PGconn *prod = it_super("prod", "postgres");
+    it_exec(prod, "DROP TABLE IF EXISTS reuse_rows; CREATE TABLE reuse_rows (x int); "
+                  "GRANT ALL ON reuse_rows TO app");
+    PQfinish(prod);
+    start_proxy(&proxy, "");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    it_proxy_stop(&proxy, SIGINT, 5000);
+    return 0;
+}
+
+static PGconn *client(const char *who, const char *extra)
+{
+    PGconn *c = it_proxy_connect(&proxy, "user=%s password=client-pw dbname=production %s", who, extra);
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("login as %s failed: %s", who, PQerrorMessage(c));
+    return c;
+}
+
+static long backend_pid(PGconn *c)
+{
+    char *v = it_value(c, "SELECT pg_backend_pid()");
+    long pid = atol(v);
+    free(v);
+    assert_true(pid > 0);
+    return pid;
+}
+
+/* Closes c with Terminate and waits until the proxy has parked its backend. */
+static void finish_and_park(PGconn *c)
+{
+    int before = it_proxy_log_count(&proxy, KEPT);
+    PQfinish(c);
+    if (!it_proxy_wait_log(&proxy, KEPT, before + 1, 5000)) {
+        char *log = it_proxy_log(&proxy);
+        fail_msg("the backend was not parked after a clean Terminate; log:\n%s", log);
+    }
+}
+
+static void test_clean_end_is_reused(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    finish_and_park(a);
+
+    PGconn *b = client("app", "");
+    assert_int_equal(backend_pid(b), pid);
+    /* What a fresh login reports, replayed. */
+    assert_string_equal(PQparameterStatus(b, "standard_conforming_strings"), "on");
+    assert_string_equal(PQparameterStatus(b, "session_authorization"), "app");
+    assert_non_null(PQparameterStatus(b, "server_version"));
+    assert_true(PQbackendPID(b) != (int)pid);     /* the client still sees the proxy's key */
+    char *who = it_value(b, "SELECT current_user");
+    assert_string_equal(who, "app");
+    free(who);
+    finish_and_park(b);
+
+    /* Another client user mapped to the same upstream role has the same upstream startup. */
+    PGconn *o = client("other", "");
+    assert_int_equal(backend_pid(o), pid);
+    finish_and_park(o);
+
+    /* Different startup parameters: another key, another backend. */
+    PGconn *n = client("app", "application_name=elsewhere");
+    assert_true(backend_pid(n) != pid);
+    PQfinish(n);
+}
+
+static void test_nothing_leaks_to_the_next_client(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    it_exec(a, "SET work_mem = '7MB'");
+    it_exec(a, "SET application_name = 'leaky'");
+    it_exec(a, "PREPARE leaked AS SELECT 1");
+    it_exec(a, "CREATE TEMP TABLE leaked_temp (x int)");
+    it_exec(a, "LISTEN leaked_channel");
+    it_exec(a, "SELECT pg_advisory_lock(4242)");
+    it_exec(a, "DECLARE leaked_cursor CURSOR WITH HOLD FOR SELECT 1");
+    assert_string_equal(PQparameterStatus(a, "application_name"), "leaky");
+    finish_and_park(a);
+
+    PGconn *b = client("app", "");
+    assert_int_equal(backend_pid(b), pid);
+    char *v = it_value(b, "SHOW work_mem");
+    assert_string_equal(v, "4MB");
+    free(v);
+    v = it_value(b, "SHOW application_name");
+    assert_string_equal(v, "");
+    free(v);
+    assert_string_equal(PQparameterStatus(b, "application_name"), "");
+    v = it_value(b, "SELECT count(*) FROM pg_prepared_statements");
+    assert_string_equal(v, "0");
+    free(v);
+    v = it_value(b, "SELECT count(*) FROM pg_class WHERE relname = 'leaked_temp'");
+    assert_string_equal(v, "0");
+    free(v);
+    v = it_value(b, "SELECT count(*) FROM pg_listening_channels()");
+    assert_string_equal(v, "0");
+    free(v);
+    v = it_value(b, "SELECT count(*) FROM pg_cursors");
+    assert_string_equal(v, "0");
+    free(v);
+    PGconn *direct = it_super("prod", "postgres");
+    v = it_value(direct, "SELECT pg_try_advisory_lock(4242)");
+    assert_string_equal(v, "t");             /* the first client's lock went with DISCARD ALL */
+    free(v);
+    PQfinish(direct);
+    finish_and_park(b);
+}
+
+/* A client that leaves inside a transaction: Terminate reaches the server, which rolls back;
+ * the backend ends with it. */
+static void test_open_transaction_is_not_reused(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    it_exec(a, "BEGIN");
+    it_exec(a, "INSERT INTO reuse_rows VALUES (1)");
+    int kept = it_proxy_log_count(&proxy, KEPT);
+    PQfinish(a);
+
+    PGconn *b = client("app", "");
+    assert_true(backend_pid(b) != pid);
+    char *v = it_value(b, "SELECT count(*) FROM reuse_rows");
+    assert_string_equal(v, "0");
+    free(v);
+    PGconn *direct = it_super("prod", "postgres");
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid);
+    for (int i = 0; i < 50; i++) {            /* the old backend exits once it reads Terminate */
+        v = it_value(direct, sql);
+        bool gone = strcmp(v, "0") == 0;
+        free(v);
+        if (gone)
+            break;
+        usleep(100 * 1000);
+    }
+    v = it_value(direct, sql);
+    assert_string_equal(v, "0");
+    free(v);
+    PQfinish(direct);
+    assert_int_equal(it_proxy_log_count(&proxy, KEPT), kept);
+    PQfinish(b);
+}
+
+/* A parked backend that the server ends (pg_terminate_backend) is noticed and dropped. */
+static void test_killed_while_parked(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    finish_and_park(a);
+    int closed = it_proxy_log_count(&proxy, "upstream_pool_close");
+    PGconn *direct = it_super("prod", "postgres");
+    char sql[80];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
+    char *v = it_value(direct, sql);
+    assert_string_equal(v, "t");
+    free(v);
+    PQfinish(direct);
+    assert_true(it_proxy_wait_log(&proxy, "upstream_pool_close", closed + 1, 5000));
+
+    PGconn *b = client("app", "");
+    assert_true(backend_pid(b) != pid);
+    finish_and_park(b);
+}
+
+static void test_passthrough_is_not_reused(void **state)
+{
+    PGconn *a = it_proxy_connect(&proxy, "user=app password=app-secret dbname=development");
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    long pid = backend_pid(a);
+    PQfinish(a);
+    PGconn *b = it_proxy_connect(&proxy, "user=app password=app-secret dbname=development");
+    assert_int_equal(PQstatus(b), CONNECTION_OK);
+    assert_true(backend_pid(b) != pid);
+    PQfinish(b);
+}
+
+/* A reload may change rules, TLS or the upstream: nothing parked before it is reused. */
+static void test_reload_drops_parked(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    finish_and_park(a);
+    assert_int_equal(it_proxy_reload(&proxy), 1);
+    PGconn *b = client("app", "");
+    assert_true(backend_pid(b) != pid);
+    finish_and_park(b);
+}
+
+static void test_reuse_off(void **state)
+{
+    struct it_proxy off;
+    start_proxy(&off, "upstream_reuse = off\n");
+    PGconn *a = it_proxy_connect(&off, "user=app password=client-pw dbname=production");
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    long pid = backend_pid(a);
+    PQfinish(a);
+    usleep(200 * 1000);
+    PGconn *b = it_proxy_connect(&off, "user=app password=client-pw dbname=production");
+    assert_int_equal(PQstatus(b), CONNECTION_OK);
+    assert_true(backend_pid(b) != pid);
+    PQfinish(b);
+    assert_int_equal(it_proxy_log_count(&off, KEPT), 0);
+    it_proxy_stop(&off, SIGINT, 5000);
+}
+
+/* SIGTERM with a parked backend: nothing waits for it, the proxy exits at once. */
+static void test_drain_with_parked(void **state)
+{
+    struct it_proxy p2;
+    start_proxy(&p2, "");
+    PGconn *a = it_proxy_connect(&p2, "user=app password=client-pw dbname=production");
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    long pid = backend_pid(a);
+    PQfinish(a);
+    assert_true(it_proxy_wait_log(&p2, KEPT, 1, 5000));
+    double t0 = it_now_ms();
+    assert_int_equal(it_proxy_stop(&p2, SIGTERM, 5000), 0);
+    assert_true(it_now_ms() - t0 < 2000);
+    PGconn *direct = it_super("prod", "postgres");
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid);
+    char *v = NULL;
+    for (int i = 0; i < 50; i++) {
+        free(v);
+        v = it_value(direct, sql);
+        if (strcmp(v, "0") == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    assert_string_equal(v, "0");
+    free(v);
+    PQfinish(direct);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clean_end_is_reused),
+        cmocka_unit_test(test_nothing_leaks_to_the_next_client),
+        cmocka_unit_test(test_open_transaction_is_not_reused),
+        cmocka_unit_test(test_killed_while_parked),
+        cmocka_unit_test(test_passthrough_is_not_reused),
+        cmocka_unit_test(test_reload_drops_parked),
+        cmocka_unit_test(test_reuse_off),
+        cmocka_unit_test(test_drain_with_parked),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
