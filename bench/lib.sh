@@ -121,14 +121,25 @@ bench_pgbouncer_stop() {
 
 # ---- pgsov-proxy -------------------------------------------------------------------------
 
-# bench_proxy_start DIR NAME GUARD(on|off): a proxy with one environment whose upstream is the
-# bench cluster over plaintext (as PgBouncer's link), one worker (PgBouncer is single-threaded
-# too), and a rule granting every class so pgbench is never refused. Sets BENCH_PROXY_PORT and
-# BENCH_PROXY_PID; the caller copies them to per-instance names.
+# bench_proxy_start DIR NAME GUARD(on|off) [AUTH(passthrough|proxy)]: a proxy with one
+# environment whose upstream is the bench cluster over plaintext (as PgBouncer's link),
+# workers = BENCH_WORKERS (default auto), and a rule granting every class so pgbench is never
+# refused. AUTH=proxy authenticates clients at the proxy against the role's own SCRAM verifier
+# from pg_authid (as PgBouncer's userlist does) and logs in upstream with the proxy's own
+# credential, reusing backends of clients that ended (upstream_reuse, the default).
+# Sets BENCH_PROXY_PORT and BENCH_PROXY_PID; the caller copies them to per-instance names.
 bench_proxy_start() {
-    local dir=$1/$2 guard=$3 port
+    local dir=$1/$2 guard=$3 auth=${4:-passthrough} port auth_lines=
     mkdir -p "$dir"
     port=$(pgc_free_port) || return 1
+    if [[ $auth == proxy ]]; then
+        local verifier
+        verifier=$(pgc_psql bench postgres -Atq -c "select rolpassword from pg_authid where rolname = '$BENCH_USER'")
+        [[ $verifier == SCRAM-SHA-256* ]] || { bench_say "role $BENCH_USER has no SCRAM verifier"; return 1; }
+        (umask 077; printf '%s %s\n' "$BENCH_USER" "$verifier" > "$dir/users")
+        auth_lines="auth = proxy
+upstream_password.$BENCH_USER = \${PGSOV_BENCH_UPSTREAM_PASSWORD}"
+    fi
     cat > "$dir/access.rules" <<'RULES'
 # bench: every source, user and class; the guard still classifies every statement when on.
 allow all all all any all
@@ -143,6 +154,7 @@ workers = ${BENCH_WORKERS:-auto}
 guard = $guard
 log_level = warn
 log_file = $dir/proxy.log
+$([[ $auth == proxy ]] && echo "users_file = $dir/users")
 
 [env.$BENCH_ENV]
 host = 127.0.0.1
@@ -150,8 +162,9 @@ port = $BENCH_PG_PORT
 database = $BENCH_DB
 sslmode = disable
 host_patterns = 127.0.0.1:$BENCH_PG_PORT
+$auth_lines
 INI
-    "$PGSOV_BIN/pgsov-proxy" -c "$dir/proxy.ini" >"$dir/stderr.log" 2>&1 &
+    PGSOV_BENCH_UPSTREAM_PASSWORD=$BENCH_PASS "$PGSOV_BIN/pgsov-proxy" -c "$dir/proxy.ini" >"$dir/stderr.log" 2>&1 &
     BENCH_PROXY_PID=$!
     BENCH_OWN_PIDS+=("$BENCH_PROXY_PID")
     BENCH_PROXY_PORT=$port
@@ -164,15 +177,17 @@ bench_proxy_upstream_ports() {
         | awk -v p="pid=$1," 'index($0, p) { n = split($3, a, ":"); print a[n] }'
 }
 
-# bench_proxy_reap PID: once no client is connected, a proxy should hold no upstream
-# connection. Waits up to 0.5 s for that; prints how many it still holds (0 when healthy) and
-# terminates those backends (so a leaking proxy cannot exhaust max_connections for later
-# cells; the proxy keeps the dead sockets).
+# bench_proxy_reap PID [PARKED]: once no client is connected, a proxy should hold no upstream
+# connection beyond PARKED (default 0; with upstream reuse, at most one backend per client that
+# was connected at once stays parked for the next). Waits up to 0.5 s for that; prints how many
+# it holds beyond that (0 when healthy) and terminates those backends (so a leaking proxy
+# cannot exhaust max_connections for later cells; the proxy keeps the dead sockets).
 bench_proxy_reap() {
-    local pid=$1 ports
+    local pid=$1 parked=${2:-0} ports
     for _ in 1 2 3 4 5; do
         ports=$(bench_proxy_upstream_ports "$pid")
         [[ -z $ports ]] && { echo 0; return 0; }
+        (( $(echo "$ports" | wc -l) <= parked )) && { echo 0; return 0; }
         sleep 0.1
     done
     pgc_psql bench postgres -Atq >/dev/null -c \
@@ -200,6 +215,7 @@ bench_target_addr() {
         pgbouncer)     echo "$BENCH_PGB_PORT $BENCH_DB" ;;
         pgsov)         echo "$BENCH_SOV_PORT $BENCH_ENV" ;;
         pgsov_noguard) echo "$BENCH_SOVNG_PORT $BENCH_ENV" ;;
+        pgsov_auth)    echo "$BENCH_SOVA_PORT $BENCH_ENV" ;;
         *) bench_die "unknown target $1" ;;
     esac
 }
@@ -210,6 +226,7 @@ bench_target_label() {
         pgbouncer)     echo "PgBouncer" ;;
         pgsov)         echo "pgsov" ;;
         pgsov_noguard) echo "pgsov guard=off" ;;
+        pgsov_auth)    echo "pgsov auth=proxy" ;;
         *)             echo "$1" ;;
     esac
 }
@@ -236,6 +253,7 @@ bench_target_pid() {
         pgbouncer)     echo "${BENCH_PGB_PID:-}" ;;
         pgsov)         echo "${BENCH_SOV_PID:-}" ;;
         pgsov_noguard) echo "${BENCH_SOVNG_PID:-}" ;;
+        pgsov_auth)    echo "${BENCH_SOVA_PID:-}" ;;
         *)             echo "" ;;
     esac
 }

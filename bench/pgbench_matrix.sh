@@ -27,8 +27,15 @@ cells=(
     "S-prepared-8|select-only, prepared, 8 clients|all|-S -M prepared -c 8 -j 2"
     "S-prepared-32|select-only, prepared, 32 clients|all|-S -M prepared -c 32 -j 2"
     "tpcb-simple-8|TPC-B-like, simple, 8 clients|all|-M simple -c 8 -j 2"
-    "C-simple-8|connect per txn (-C), select-only, simple, 8 clients|direct,pgbouncer,pgsov|-C -S -M simple -c 8 -j 2"
+    "C-simple-8|connect per txn (-C), select-only, simple, 8 clients|direct,pgbouncer,pgsov,pgsov_auth|-C -S -M simple -c 8 -j 2"
 )
+
+# BENCH_CELLS="id id ..." runs only those cells (ids as in the list above), for a quick look.
+if [[ -n ${BENCH_CELLS:-} ]]; then
+    kept=()
+    for cell in "${cells[@]}"; do [[ " $BENCH_CELLS " == *" ${cell%%|*} "* ]] && kept+=("$cell"); done
+    cells=("${kept[@]}")
+fi
 
 raw=$BENCH_OUT/raw.tsv
 logs=$BENCH_OUT/logs
@@ -67,9 +74,15 @@ for cell in "${cells[@]}"; do
                 tail -5 "$log" >&2
             fi
             # A proxy with no clients left must hold no upstream connection.
+            # With upstream reuse (auth=proxy) each worker's pool may keep up to one backend per
+            # client that was connected at once.
             if [[ $t == pgsov* ]]; then
-                pid=$BENCH_SOV_PID; [[ $t == pgsov_noguard ]] && pid=$BENCH_SOVNG_PID
-                leaked=$(bench_proxy_reap "$pid")
+                pid=$(bench_target_pid "$t") parked=0
+                if [[ $t == pgsov_auth ]]; then
+                    workers=${BENCH_WORKERS:-auto}; [[ $workers == auto ]] && workers=$(nproc)
+                    parked=$(( $(awk '{ for (i = 1; i < NF; i++) if ($i == "-c") print $(i + 1) }' <<<"$args") * workers ))
+                fi
+                leaked=$(bench_proxy_reap "$pid" "$parked")
                 if ((leaked > 0)); then
                     printf '%s\t%s\t%d\t%s\n' "$id" "$t" "$r" "$leaked" >> "$leaks"
                     line+=" (leaked $leaked)"
@@ -108,23 +121,29 @@ spread() {
 cellfmt() { if [[ -z $1 ]]; then echo "failed"; else printf '%.0f (%.3f ms)' "$1" "$2"; fi; }
 
 {
-    echo "| cell | direct TPS (lat) | PgBouncer TPS (lat) | pgsov TPS (lat) | pgsov guard=off TPS (lat) | PgBouncer / direct | pgsov / direct | guard=off / direct | pgsov / PgBouncer | guard on / off | spread |"
-    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    cols=("${BENCH_TARGETS[@]}" pgsov_auth)
+    echo "| cell | direct TPS (lat) | PgBouncer TPS (lat) | pgsov TPS (lat) | pgsov guard=off TPS (lat) | pgsov auth=proxy TPS (lat) | PgBouncer / direct | pgsov / direct | guard=off / direct | pgsov / PgBouncer | auth=proxy / PgBouncer | guard on / off | spread |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     for cell in "${cells[@]}"; do
         IFS='|' read -r id label tlist _ <<<"$cell"
         declare -A tps=() lat=()
-        for t in "${BENCH_TARGETS[@]}"; do
+        for t in "${cols[@]}"; do
             tps[$t]=$(median 4 "$id" "$t")
             lat[$t]=$(median 5 "$id" "$t")
         done
         row="| $label"
-        for t in "${BENCH_TARGETS[@]}"; do
-            if [[ $tlist != all && ,$tlist, != *,$t,* ]]; then row+=" | –"; else row+=" | $(cellfmt "${tps[$t]}" "${lat[$t]}")"; fi
+        for t in "${cols[@]}"; do
+            if [[ ($tlist == all && $t == pgsov_auth) || ($tlist != all && ,$tlist, != *,$t,*) ]]; then
+                row+=" | –"
+            else
+                row+=" | $(cellfmt "${tps[$t]}" "${lat[$t]}")"
+            fi
         done
         row+=" | $(ratio "$id" pgbouncer direct)"
         row+=" | $(ratio "$id" pgsov direct)"
         row+=" | $(ratio "$id" pgsov_noguard direct)"
         row+=" | $(ratio "$id" pgsov pgbouncer)"
+        row+=" | $(ratio "$id" pgsov_auth pgbouncer)"
         row+=" | $(ratio "$id" pgsov pgsov_noguard)"
         row+=" | $(spread "$id") |"
         echo "$row"
@@ -135,12 +154,12 @@ cellfmt() { if [[ -z $1 ]]; then echo "failed"; else printf '%.0f (%.3f ms)' "$1
          "transactions; median of rounds) — the proxy's own cost, much less sensitive to machine" \
          "noise than TPS:"
     echo
-    echo "| cell | PgBouncer µs/txn | pgsov µs/txn | pgsov guard=off µs/txn | pgsov ÷ PgBouncer (above 1: pgsov spends more) |"
-    echo "|---|---:|---:|---:|---:|"
+    echo "| cell | PgBouncer µs/txn | pgsov µs/txn | pgsov guard=off µs/txn | pgsov auth=proxy µs/txn | pgsov ÷ PgBouncer (above 1: pgsov spends more) |"
+    echo "|---|---:|---:|---:|---:|---:|"
     for cell in "${cells[@]}"; do
         IFS='|' read -r id label tlist _ <<<"$cell"
         row="| $label"
-        for t in pgbouncer pgsov pgsov_noguard; do
+        for t in pgbouncer pgsov pgsov_noguard pgsov_auth; do
             v=$(median 6 "$id" "$t"); row+=" | ${v:-–}"
         done
         b=$(median 6 "$id" pgbouncer); p=$(median 6 "$id" pgsov)

@@ -69,9 +69,11 @@ bench_proxy_start "$tmp" proxy-guard on || bench_die "could not start pgsov-prox
 export BENCH_SOV_PORT=$BENCH_PROXY_PORT BENCH_SOV_PID=$BENCH_PROXY_PID
 bench_proxy_start "$tmp" proxy-noguard off || bench_die "could not start pgsov-proxy (guard off)"
 export BENCH_SOVNG_PORT=$BENCH_PROXY_PORT BENCH_SOVNG_PID=$BENCH_PROXY_PID
+bench_proxy_start "$tmp" proxy-auth on proxy || bench_die "could not start pgsov-proxy (auth = proxy)"
+export BENCH_SOVA_PORT=$BENCH_PROXY_PORT BENCH_SOVA_PID=$BENCH_PROXY_PID
 
 # Every target must answer before anything is measured.
-for t in "${BENCH_TARGETS[@]}"; do
+for t in "${BENCH_TARGETS[@]}" pgsov_auth; do
     bench_pgbench "$t" "$BENCH_OUT/check-$t.log" -S -t 10 -c 1 >/dev/null \
         || { cat "$BENCH_OUT/check-$t.log" >&2; bench_die "target $t does not run pgbench"; }
 done
@@ -99,7 +101,7 @@ run_part "$here/pgbench_matrix.sh" || bench_say "pgbench matrix failed"
     echo "- machine: $machine"
     echo "- settings: scale $BENCH_SCALE, $BENCH_ROUNDS round(s) x $BENCH_SECONDS s per cell and target, median;" \
          "everything on 127.0.0.1 without TLS; PgBouncer session mode (pool 100);" \
-         "pgsov-proxy workers = ${BENCH_WORKERS:-auto} (auto: one per CPU, the default), rule \`allow all all all any all\`, passthrough SCRAM" \
+         "pgsov-proxy workers = ${BENCH_WORKERS:-auto} (auto: one per CPU, the default), rule \`allow all all all any all\`, passthrough SCRAM (pgsov auth=proxy: SCRAM at the proxy against the role's pg_authid verifier, as PgBouncer's userlist, with upstream reuse)" \
          "$([[ ${BENCH_QUICK:-0} == 1 ]] && echo '(BENCH_QUICK=1: indicative only)')"
     echo
     echo "## Throughput (pgbench TPS, average latency; ratios of TPS)"
