@@ -15,7 +15,7 @@
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static enum log_format log_fmt = LOG_FORMAT_KV;
-static enum log_level log_min = LOG_INFO;
+static _Atomic enum log_level log_min = LOG_INFO;   /* read without the lock */
 static FILE *log_out;      /* NULL: stderr */
 static FILE *audit_out;
 
@@ -61,6 +61,11 @@ void log_set_level(enum log_level level)
     pthread_mutex_lock(&log_lock);
     log_min = level;
     pthread_mutex_unlock(&log_lock);
+}
+
+bool log_enabled(enum log_level level)
+{
+    return level >= log_min;
 }
 
 static void format_time(char *buf, size_t size)

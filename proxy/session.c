@@ -285,6 +285,8 @@ static void server_drop(struct session *s)
 
 static void log_close(struct session *s)
 {
+    if (!log_enabled(LOG_INFO))
+        return;
     char id[24], in[24], out[24], dur[32];
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -804,6 +806,8 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
     if (s->proxy_auth && cfg_of(s)->upstream_reuse && cfg_of(s)->upstream_max_idle > 0)
         reuse_prepare(s);   /* without memory for it the backend is simply not reused */
 
+    if (!log_enabled(LOG_INFO))
+        return true;
     char id[24], rule_at[300], tlsbuf[300], classes[200];
     id_text(s, id, sizeof id);
     snprintf(rule_at, sizeof rule_at, "%s:%d", r->file, r->line);
@@ -1587,12 +1591,14 @@ static bool reuse_attach(struct session *s)
     register_cancel(s, out);
     s->txn_status = 'I';
     wire_ready_for_query(out, 'I');
-    char id[24], pid[16], uses[24];
-    id_text(s, id, sizeof id);
-    snprintf(pid, sizeof pid, "%u", s->upstream_pid);
-    snprintf(uses, sizeof uses, "%llu", (unsigned long long)s->upstream_uses);
-    log_event(LOG_DEBUG, "upstream_reused", "session", id, "env", s->env_name, "upstream_user",
-              s->upstream_user, "upstream_pid", pid, "uses", uses, NULL);
+    if (log_enabled(LOG_DEBUG)) {
+        char id[24], pid[16], uses[24];
+        id_text(s, id, sizeof id);
+        snprintf(pid, sizeof pid, "%u", s->upstream_pid);
+        snprintf(uses, sizeof uses, "%llu", (unsigned long long)s->upstream_uses);
+        log_event(LOG_DEBUG, "upstream_reused", "session", id, "env", s->env_name, "upstream_user",
+                  s->upstream_user, "upstream_pid", pid, "uses", uses, NULL);
+    }
     enter_relay(s);
     return true;
 }

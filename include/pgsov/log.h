@@ -4,12 +4,16 @@
 #ifndef PGSOV_LOG_H
 #define PGSOV_LOG_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include "pgsov/config.h"
 
 /* Sets format, level and destination (NULL path: stderr). Thread-safe to call log_* after. */
 int log_setup(enum log_format fmt, enum log_level level, const char *path, struct pgsov_err *err);
 void log_set_level(enum log_level level);
+
+/* Would log_event() at this level write anything? Lets callers skip formatting values. */
+bool log_enabled(enum log_level level);
 
 /* log_event(LOG_INFO, "connect", "session", "12", "src", "127.0.0.1:5050", NULL); */
 void log_event(enum log_level level, const char *event, ...) __attribute__((sentinel));
