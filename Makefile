@@ -97,6 +97,34 @@ bench: deps all $(BENCH_BINS)
 demo: deps all
 	@scripts/demo.sh
 
+# libFuzzer targets for the parsers (tests/fuzz/), built with clang, each run FUZZ_SECONDS.
+# Not part of `make test` (coverage-guided runs are open-ended); corpora under build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC      ?= clang
+FUZZ_FLAGS    = -g -O1 -std=c11 -D_GNU_SOURCE -Iinclude -fsanitize=fuzzer,address,undefined \
+                -fno-sanitize-recover=undefined
+FUZZ_BINS     = $(BUILD)/fuzz/fuzz_wire $(BUILD)/fuzz/fuzz_rules $(BUILD)/fuzz/fuzz_sasl
+$(BUILD)/fuzz/fuzz_wire: tests/fuzz/fuzz_wire.c proxy/wire.c common/err.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ $(shell pkg-config --libs libevent_core) -o $@
+$(BUILD)/fuzz/fuzz_rules: tests/fuzz/fuzz_rules.c proxy/rules.c common/config.c common/env.c \
+                          common/err.c common/stmt_class.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ $(shell pkg-config --libs inih) -lcrypto -o $@
+$(BUILD)/fuzz/fuzz_sasl: tests/fuzz/fuzz_sasl.c proxy/scram.c proxy/users.c common/scram_verifier.c common/err.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $^ -lssl -lcrypto -o $@
+fuzz: deps
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: $(FUZZ_CC) not found (apt-get install clang)"; exit 1; }
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do \
+	    n=$$(basename $$f); mkdir -p $(BUILD)/fuzz/corpus-$$n; \
+	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz/corpus-$$n \
+	        2>$(BUILD)/fuzz/$$n.log || { tail -40 $(BUILD)/fuzz/$$n.log; exit 1; }; \
+	    grep -E 'stat::number_of_executed_units|Done' $(BUILD)/fuzz/$$n.log | tail -2; \
+	done
+
 clean:
 	rm -rf build bin
 

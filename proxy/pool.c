@@ -16,72 +16,98 @@
 
 /* ---- parameters --------------------------------------------------------------------------- */
 
-int params_set(struct param_list *l, const char *name, const char *value)
+static bool pair_at(const struct param_list *l, size_t off, const char **name, const char **value,
+                    size_t *next)
 {
-    size_t vlen = strlen(value);
-    if (vlen > PARAM_VALUE_MAX) {
-        l->overflow = true;
-        return -1;
-    }
-    for (size_t i = 0; i < l->n; i++) {
-        if (strcmp(l->p[i].name, name) != 0)
-            continue;
-        if (strcmp(l->p[i].value, value) == 0)
-            return 0;
-        char *v = strdup(value);
-        if (!v) {
-            l->overflow = true;
-            return -1;
-        }
-        free(l->p[i].value);
-        l->p[i].value = v;
-        return 0;
-    }
-    if (l->n == PARAMS_MAX) {
-        l->overflow = true;
-        return -1;
-    }
-    char *n = strdup(name), *v = strdup(value);
-    if (!n || !v) {
-        free(n);
-        free(v);
-        l->overflow = true;
-        return -1;
-    }
-    l->p[l->n].name = n;
-    l->p[l->n].value = v;
-    l->n++;
-    return 0;
+    if (off >= l->len)
+        return false;
+    *name = l->buf + off;
+    *value = *name + strlen(*name) + 1;
+    *next = (size_t)(*value - l->buf) + strlen(*value) + 1;
+    return true;
+}
+
+bool params_next(const struct param_list *l, size_t *off, const char **name, const char **value)
+{
+    size_t next;
+    if (!pair_at(l, *off, name, value, &next))
+        return false;
+    *off = next;
+    return true;
 }
 
 const char *params_get(const struct param_list *l, const char *name)
 {
-    for (size_t i = 0; i < l->n; i++)
-        if (strcmp(l->p[i].name, name) == 0)
-            return l->p[i].value;
+    const char *n, *v;
+    for (size_t off = 0; params_next(l, &off, &n, &v);)
+        if (strcmp(n, name) == 0)
+            return v;
     return NULL;
+}
+
+int params_set(struct param_list *l, const char *name, const char *value)
+{
+    size_t nl = strlen(name) + 1, vl = strlen(value) + 1;
+    if (nl > PARAM_NAME_MAX || vl > PARAM_VALUE_MAX + 1) {
+        l->overflow = true;
+        return -1;
+    }
+    /* Where the pair is now (start and end), or the end of the list for a new one. */
+    size_t at = l->len, old_end = l->len;
+    const char *n, *v;
+    for (size_t off = 0, next; pair_at(l, off, &n, &v, &next); off = next) {
+        if (strcmp(n, name) == 0) {
+            if (strcmp(v, value) == 0)
+                return 0;
+            at = off;
+            old_end = next;
+            break;
+        }
+    }
+    bool is_new = at == l->len;
+    if (is_new && l->n == PARAMS_MAX) {
+        l->overflow = true;
+        return -1;
+    }
+    size_t old_size = old_end - at, new_size = nl + vl;
+    size_t need = l->len - old_size + new_size;
+    if (need > l->cap) {
+        size_t cap = l->cap ? l->cap : 256;
+        while (cap < need)
+            cap *= 2;
+        char *buf = realloc(l->buf, cap);
+        if (!buf) {
+            l->overflow = true;
+            return -1;
+        }
+        l->buf = buf;
+        l->cap = cap;
+    }
+    /* Shift the pairs after this one, then write it in place: order stays first-report. */
+    memmove(l->buf + at + new_size, l->buf + old_end, l->len - old_end);
+    memcpy(l->buf + at, name, nl);
+    memcpy(l->buf + at + nl, value, vl);
+    l->len = need;
+    if (is_new)
+        l->n++;
+    return 0;
 }
 
 void params_write(const struct param_list *l, struct evbuffer *out)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        size_t nl = strlen(l->p[i].name) + 1, vl = strlen(l->p[i].value) + 1;
-        uint32_t len = (uint32_t)(4 + nl + vl);
+    const char *n, *v;
+    for (size_t off = 0, start = 0; params_next(l, &off, &n, &v); start = off) {
+        uint32_t len = (uint32_t)(4 + off - start);
         uint8_t hdr[5] = { 'S', (uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8), (uint8_t)len };
         evbuffer_add(out, hdr, 5);
-        evbuffer_add(out, l->p[i].name, nl);
-        evbuffer_add(out, l->p[i].value, vl);
+        evbuffer_add(out, l->buf + start, off - start);
     }
 }
 
 void params_clear(struct param_list *l)
 {
-    for (size_t i = 0; i < l->n; i++) {
-        free(l->p[i].name);
-        free(l->p[i].value);
-    }
-    l->n = 0;
-    l->overflow = false;
+    free(l->buf);
+    memset(l, 0, sizeof *l);
 }
 
 /* ---- the pool ----------------------------------------------------------------------------- */

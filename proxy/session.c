@@ -265,6 +265,24 @@ static void peek_at(struct evbuffer *buf, size_t off, void *dst, size_t n)
     evbuffer_copyout_from(buf, &p, dst, n);
 }
 
+enum next_message { MSG_BAD = -1, MSG_NEED_HEADER, MSG_NEED_BODY, MSG_WHOLE };
+
+/* Reads the header of the next message in in (type and length; the body is len - 4 bytes after
+ * the 5-byte header) and says whether the whole message has arrived. MSG_BAD: the header is
+ * invalid (err says why). Used where messages are handled whole, before and around relay. */
+static enum next_message next_message(struct evbuffer *in, uint32_t max, char *type, uint32_t *len,
+                                      struct pgsov_err *err)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (avail < WIRE_HEADER_LEN)
+        return MSG_NEED_HEADER;
+    uint8_t hdr[5];
+    evbuffer_copyout(in, hdr, 5);
+    if (wire_message_header(hdr, max, type, len, err) != 0)
+        return MSG_BAD;
+    return avail >= 1 + (size_t)*len ? MSG_WHOLE : MSG_NEED_BODY;
+}
+
 /* ---- closing ---------------------------------------------------------------------------- */
 
 /* The one place the upstream connection is dropped, whoever owns its fd. */
@@ -1103,19 +1121,15 @@ static void auth_from_server(struct session *s)
     struct evbuffer *in = bufferevent_get_input(s->server);
     struct evbuffer *out = bufferevent_get_output(s->client);
     while (s->state == S_AUTH) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < WIRE_HEADER_LEN)
-            return;
-        uint8_t hdr[5];
-        evbuffer_copyout(in, hdr, 5);
         char type;
         uint32_t len;
         struct pgsov_err err;
-        if (wire_message_header(hdr, 1024 * 1024, &type, &len, &err) != 0) {
+        enum next_message got = next_message(in, 1024 * 1024, &type, &len, &err);
+        if (got == MSG_BAD) {
             upstream_failed(s, err.msg);
             return;
         }
-        if (avail < 1 + (size_t)len)
+        if (got != MSG_WHOLE)
             return;
         const uint8_t *msg = evbuffer_pullup(in, 1 + len);
         const uint8_t *body = msg + 5;
@@ -1194,21 +1208,17 @@ static void auth_from_client(struct session *s)
     struct evbuffer *in = bufferevent_get_input(s->client);
     struct evbuffer *out = bufferevent_get_output(s->server);
     for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < WIRE_HEADER_LEN)
-            return;
-        uint8_t hdr[5];
-        evbuffer_copyout(in, hdr, 5);
         char type;
         uint32_t len;
         struct pgsov_err err;
-        if (wire_message_header(hdr, 64 * 1024, &type, &len, &err) != 0 || type != 'p') {
+        enum next_message got = next_message(in, 64 * 1024, &type, &len, &err);
+        if (got == MSG_BAD || (got != MSG_NEED_HEADER && type != 'p')) {
             session_fatal(s, "08P01", "pgsov: expected an authentication response",
-                          type != 'p' ? "Only password or SASL messages are valid before authentication completes."
-                                      : err.msg, NULL, "protocol violation in auth");
+                          got != MSG_BAD ? "Only password or SASL messages are valid before authentication completes."
+                                       : err.msg, NULL, "protocol violation in auth");
             return;
         }
-        if (avail < 1 + (size_t)len)
+        if (got != MSG_WHOLE)
             return;
         /* libpq on a TLS link says "y" (binding supported, not offered); an upstream on TLS
          * reads that as a downgrade attack. Explain instead of forwarding a doomed exchange. */
@@ -1364,19 +1374,15 @@ static void client_auth_message(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
     while (s->state == S_CLIENT_AUTH && !s->auth->failed) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < WIRE_HEADER_LEN)
-            return;
-        uint8_t hdr[5];
-        evbuffer_copyout(in, hdr, 5);
         char type;
         uint32_t len;
         struct pgsov_err err;
-        if (wire_message_header(hdr, SCRAM_MAX_MESSAGE + 128, &type, &len, &err) != 0 || type != 'p') {
+        enum next_message got = next_message(in, SCRAM_MAX_MESSAGE + 128, &type, &len, &err);
+        if (got == MSG_BAD || (got != MSG_NEED_HEADER && type != 'p')) {
             session_fatal(s, "08P01", "pgsov: expected a SASL response", NULL, NULL, "protocol violation in auth");
             return;
         }
-        if (avail < 1 + (size_t)len)
+        if (got != MSG_WHOLE)
             return;
         uint8_t *msg = evbuffer_pullup(in, 1 + len);
         const uint8_t *body = msg + 5;
@@ -1582,11 +1588,11 @@ static bool reuse_attach(struct session *s)
     struct evbuffer *out = bufferevent_get_output(s->client);
     send_auth_request(s, 0, NULL, 0);
     params_write(s->params, out);
-    for (size_t i = 0; i < s->params->n; i++)   /* the guard reads them as from the server */
-        if (cfg_of(s)->guard && unsafe_lexing_setting(s->params->p[i].name, s->params->p[i].value)) {
+    const char *name, *value;                   /* the guard reads them as from the server */
+    for (size_t off = 0; params_next(s->params, &off, &name, &value);)
+        if (cfg_of(s)->guard && unsafe_lexing_setting(name, value)) {
             s->lexing_unsafe = true;
-            snprintf(s->lexing_reason, sizeof s->lexing_reason, "the server reports %s = %.60s",
-                     s->params->p[i].name, s->params->p[i].value);
+            snprintf(s->lexing_reason, sizeof s->lexing_reason, "the server reports %s = %.60s", name, value);
         }
     register_cancel(s, out);
     s->txn_status = 'I';
@@ -1641,20 +1647,16 @@ static void reset_from_server(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->server);
     for (;;) {
-        size_t avail = evbuffer_get_length(in);
-        if (avail < WIRE_HEADER_LEN)
-            return;
-        uint8_t hdr[5];
-        evbuffer_copyout(in, hdr, 5);
         char type;
         uint32_t len;
         struct pgsov_err err;
-        if (wire_message_header(hdr, 64 * 1024, &type, &len, &err) != 0) {
+        enum next_message got = next_message(in, 64 * 1024, &type, &len, &err);
+        if (got == MSG_BAD) {
             s->close_reason = "upstream reset failed";
             session_free(s);
             return;
         }
-        if (avail < 1 + (size_t)len)
+        if (got != MSG_WHOLE)
             return;
         const uint8_t *body = evbuffer_pullup(in, 1 + len) + 5;
         if (type == 'S') {

@@ -31,19 +31,25 @@ struct snapshot;
  * them to the first client (and as it reported changes since). */
 
 #define PARAMS_MAX 48            /* PostgreSQL 15 reports 14; more means something odd */
+#define PARAM_NAME_MAX 128
 #define PARAM_VALUE_MAX 1024     /* longer values are not kept: the backend is not reused */
 
+/* One buffer of "name\0value\0" pairs (a few hundred bytes for PostgreSQL's 14): this sits
+ * in every auth = proxy session, so it is kept small. Zero-initialised is empty. */
 struct param_list {
-    size_t n;
-    struct param { char *name, *value; } p[PARAMS_MAX];
+    char *buf;
+    size_t len, cap;
+    size_t n;                    /* pairs */
     bool overflow;               /* a value did not fit: this backend must not be reused */
 };
 
-/* Sets name to value (adding it when new). -1 when the list is full, a value is too long or
- * memory runs out; the list then has overflow set and stays as it was. */
+/* Sets name to value (adding it when new). -1 when the list is full, a name or value is too
+ * long or memory runs out; the list then has overflow set and keeps its old pairs. */
 int params_set(struct param_list *l, const char *name, const char *value);
 /* Value of name, or NULL. */
 const char *params_get(const struct param_list *l, const char *name);
+/* Walks the pairs in order: start with *off = 0; false after the last. */
+bool params_next(const struct param_list *l, size_t *off, const char **name, const char **value);
 /* One ParameterStatus message per parameter, in order. */
 void params_write(const struct param_list *l, struct evbuffer *out);
 void params_clear(struct param_list *l);

@@ -97,6 +97,33 @@ static long backend_pid(PGconn *c)
     return pid;
 }
 
+/* sql's single value must be want. */
+static void sql_value_is(PGconn *c, const char *sql, const char *want)
+{
+    char *v = it_value(c, sql);
+    if (strcmp(v, want) != 0)
+        fail_msg("%s: got \"%s\", want \"%s\"", sql, v, want);
+    free(v);
+}
+
+/* Backend pid must have exited (within 5 s) on the production cluster. */
+static void expect_backend_gone(long pid)
+{
+    PGconn *direct = it_super("prod", "postgres");
+    char sql[120];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid);
+    for (int i = 0; i < 50; i++) {
+        char *v = it_value(direct, sql);
+        bool gone = strcmp(v, "0") == 0;
+        free(v);
+        if (gone)
+            break;
+        usleep(100 * 1000);
+    }
+    sql_value_is(direct, sql, "0");
+    PQfinish(direct);
+}
+
 /* Closes c with Terminate and waits until the proxy has parked its backend. */
 static void finish_and_park(PGconn *c)
 {
@@ -153,29 +180,15 @@ static void test_nothing_leaks_to_the_next_client(void **state)
 
     PGconn *b = client("app", "");
     assert_int_equal(backend_pid(b), pid);
-    char *v = it_value(b, "SHOW work_mem");
-    assert_string_equal(v, "4MB");
-    free(v);
-    v = it_value(b, "SHOW application_name");
-    assert_string_equal(v, "");
-    free(v);
+    sql_value_is(b, "SHOW work_mem", "4MB");
+    sql_value_is(b, "SHOW application_name", "");
     assert_string_equal(PQparameterStatus(b, "application_name"), "");
-    v = it_value(b, "SELECT count(*) FROM pg_prepared_statements");
-    assert_string_equal(v, "0");
-    free(v);
-    v = it_value(b, "SELECT count(*) FROM pg_class WHERE relname = 'leaked_temp'");
-    assert_string_equal(v, "0");
-    free(v);
-    v = it_value(b, "SELECT count(*) FROM pg_listening_channels()");
-    assert_string_equal(v, "0");
-    free(v);
-    v = it_value(b, "SELECT count(*) FROM pg_cursors");
-    assert_string_equal(v, "0");
-    free(v);
+    sql_value_is(b, "SELECT count(*) FROM pg_prepared_statements", "0");
+    sql_value_is(b, "SELECT count(*) FROM pg_class WHERE relname = 'leaked_temp'", "0");
+    sql_value_is(b, "SELECT count(*) FROM pg_listening_channels()", "0");
+    sql_value_is(b, "SELECT count(*) FROM pg_cursors", "0");
     PGconn *direct = it_super("prod", "postgres");
-    v = it_value(direct, "SELECT pg_try_advisory_lock(4242)");
-    assert_string_equal(v, "t");             /* the first client's lock went with DISCARD ALL */
-    free(v);
+    sql_value_is(direct, "SELECT pg_try_advisory_lock(4242)", "t");             /* the first client's lock went with DISCARD ALL */
     PQfinish(direct);
     finish_and_park(b);
 }
@@ -193,24 +206,8 @@ static void test_open_transaction_is_not_reused(void **state)
 
     PGconn *b = client("app", "");
     assert_true(backend_pid(b) != pid);
-    char *v = it_value(b, "SELECT count(*) FROM reuse_rows");
-    assert_string_equal(v, "0");
-    free(v);
-    PGconn *direct = it_super("prod", "postgres");
-    char sql[120];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid);
-    for (int i = 0; i < 50; i++) {            /* the old backend exits once it reads Terminate */
-        v = it_value(direct, sql);
-        bool gone = strcmp(v, "0") == 0;
-        free(v);
-        if (gone)
-            break;
-        usleep(100 * 1000);
-    }
-    v = it_value(direct, sql);
-    assert_string_equal(v, "0");
-    free(v);
-    PQfinish(direct);
+    sql_value_is(b, "SELECT count(*) FROM reuse_rows", "0");
+    expect_backend_gone(pid);                 /* it exits once it reads Terminate */
     assert_int_equal(it_proxy_log_count(&proxy, KEPT), kept);
     PQfinish(b);
 }
@@ -225,9 +222,7 @@ static void test_killed_while_parked(void **state)
     PGconn *direct = it_super("prod", "postgres");
     char sql[80];
     snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld)", pid);
-    char *v = it_value(direct, sql);
-    assert_string_equal(v, "t");
-    free(v);
+    sql_value_is(direct, sql, "t");
     PQfinish(direct);
     assert_true(it_proxy_wait_log(&proxy, "upstream_pool_close", closed + 1, 5000));
 
@@ -290,20 +285,7 @@ static void test_drain_with_parked(void **state)
     double t0 = it_now_ms();
     assert_int_equal(it_proxy_stop(&p2, SIGTERM, 5000), 0);
     assert_true(it_now_ms() - t0 < 2000);
-    PGconn *direct = it_super("prod", "postgres");
-    char sql[120];
-    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %ld", pid);
-    char *v = NULL;
-    for (int i = 0; i < 50; i++) {
-        free(v);
-        v = it_value(direct, sql);
-        if (strcmp(v, "0") == 0)
-            break;
-        usleep(100 * 1000);
-    }
-    assert_string_equal(v, "0");
-    free(v);
-    PQfinish(direct);
+    expect_backend_gone(pid);
 }
 
 int main(void)

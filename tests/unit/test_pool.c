@@ -28,11 +28,24 @@ static void test_set_update_order(void **state)
         assert_int_equal(params_set(&l, steps[i].name, steps[i].value), 0);
     assert_int_equal(l.n, 4);
     assert_false(l.overflow);
-    assert_string_equal(l.p[0].name, "server_version");
-    assert_string_equal(l.p[1].name, "application_name");
+    static const char *const order[] = { "server_version", "application_name",
+                                         "standard_conforming_strings", "TimeZone" };
+    const char *name, *value;
+    size_t off = 0, i = 0;
+    while (params_next(&l, &off, &name, &value))
+        assert_string_equal(name, order[i++]);
+    assert_int_equal(i, 4);
     assert_string_equal(params_get(&l, "application_name"), "");
-    assert_string_equal(l.p[3].name, "TimeZone");
+    assert_string_equal(params_get(&l, "server_version"), "15.18");
+    assert_string_equal(params_get(&l, "TimeZone"), "UTC");
     assert_null(params_get(&l, "DateStyle"));
+    /* a longer and a shorter value in the middle keep the others intact */
+    assert_int_equal(params_set(&l, "application_name", "a much longer application name"), 0);
+    assert_string_equal(params_get(&l, "standard_conforming_strings"), "on");
+    assert_int_equal(params_set(&l, "application_name", "x"), 0);
+    assert_string_equal(params_get(&l, "application_name"), "x");
+    assert_string_equal(params_get(&l, "TimeZone"), "UTC");
+    assert_int_equal(l.n, 4);
     params_clear(&l);
     assert_int_equal(l.n, 0);
 }
@@ -80,7 +93,8 @@ static void test_write_round_trip(void **state)
     assert_true(len > sizeof want_first);
     assert_memory_equal(b, want_first, sizeof want_first);
     size_t off = 0;
-    for (size_t i = 0; i < l.n; i++) {
+    const char *want_name, *want_value;
+    for (size_t pos = 0; params_next(&l, &pos, &want_name, &want_value);) {
         char type;
         uint32_t mlen;
         struct pgsov_err err;
@@ -88,8 +102,8 @@ static void test_write_round_trip(void **state)
         assert_int_equal(type, 'S');
         const char *name, *value;
         assert_int_equal(wire_parse_parameter_status(b + off + 5, mlen - 4, &name, &value), 0);
-        assert_string_equal(name, l.p[i].name);
-        assert_string_equal(value, l.p[i].value);
+        assert_string_equal(name, want_name);
+        assert_string_equal(value, want_value);
         off += 1 + mlen;
     }
     assert_int_equal(off, len);
