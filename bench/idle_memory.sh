@@ -50,13 +50,21 @@ hold() {
     return 1
 }
 
+# parked_allowed TARGET: backends a proxy may keep parked with no client (upstream_max_idle,
+# 100, per worker, for auth=proxy; none otherwise).
+parked_allowed() {
+    local workers=${BENCH_WORKERS:-auto}
+    [[ $workers == auto ]] && workers=$(nproc)
+    if [[ $1 == pgsov_auth ]]; then echo $((100 * workers)); else echo 0; fi
+}
+
 # measure TARGET PID: one table row.
 measure() {
     local target=$1 pid=$2 rss0 pss0 rss1 pss1 backends rss_after left="pool"
     hold "$target" 10 || return 1          # warm-up: first-connection allocations, TLS/libpq init
     stop_helper
     sleep 1
-    [[ $target == pgsov ]] && bench_proxy_reap "$pid" >/dev/null
+    [[ $target == pgsov* ]] && bench_proxy_reap "$pid" "$(parked_allowed "$target")" >/dev/null
     rss0=$(bench_rss_kb "$pid"); pss0=$(bench_pss_kb "$pid")
     hold "$target" "$n" || return 1
     sleep 1
@@ -65,8 +73,10 @@ measure() {
     stop_helper
     sleep 1
     rss_after=$(bench_rss_kb "$pid")
-    # PgBouncer keeps its server pool by design; pgsov-proxy must close every upstream.
-    [[ $target == pgsov ]] && left=$(bench_proxy_reap "$pid")
+    # PgBouncer keeps its server pool by design; pgsov-proxy must close every upstream (with
+    # auth=proxy, all but the backends it parks for reuse).
+    [[ $target == pgsov* ]] && left=$(bench_proxy_reap "$pid" "$(parked_allowed "$target")")
+    [[ $target == pgsov_auth ]] && left="$left beyond $(parked_allowed "$target") parked"
     awk -v l="$(bench_target_label "$target")" -v n="$n" -v r0="$rss0" -v r1="$rss1" \
         -v p0="$pss0" -v p1="$pss1" -v b="$backends" -v ra="$rss_after" -v left="$left" 'BEGIN {
         printf "| %s | %d | %d kB | %d kB | %.2f kB | %.2f kB | %d | %d kB | %s |\n",
@@ -79,11 +89,12 @@ if [[ ! -x $helper ]]; then
     exit 0
 fi
 
-bench_say "idle clients: holding $n idle clients through pgsov-proxy, then PgBouncer"
+bench_say "idle clients: holding $n idle clients through pgsov-proxy (passthrough, then auth=proxy), then PgBouncer"
 {
     echo "| proxy | idle clients | VmRSS without | VmRSS with | VmRSS per client | Pss per client | server backends while held | VmRSS after close | upstreams left open after close |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     measure pgsov "$BENCH_SOV_PID" || echo "| pgsov | $n | failed | | | | | | |"
+    measure pgsov_auth "$BENCH_SOVA_PID" || echo "| pgsov auth=proxy | $n | failed | | | | | | |"
     measure pgbouncer "$BENCH_PGB_PID" || echo "| PgBouncer | $n | failed | | | | | | |"
 } > "$BENCH_OUT/idle.md"
 cat "$BENCH_OUT/idle.md"
