@@ -89,12 +89,13 @@ if [[ ! -x $helper ]]; then
     exit 0
 fi
 
-bench_say "idle clients: holding $n idle clients through pgsov-proxy (passthrough, then auth=proxy), then PgBouncer"
+bench_say "idle clients: holding $n idle clients through pgsov-proxy, PgBouncer, then pgsov-proxy with auth=proxy"
 {
     echo "| proxy | idle clients | VmRSS without | VmRSS with | VmRSS per client | Pss per client | server backends while held | VmRSS after close | upstreams left open after close |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     measure pgsov "$BENCH_SOV_PID" || echo "| pgsov | $n | failed | | | | | | |"
-    measure pgsov_auth "$BENCH_SOVA_PID" || echo "| pgsov auth=proxy | $n | failed | | | | | | |"
     measure pgbouncer "$BENCH_PGB_PID" || echo "| PgBouncer | $n | failed | | | | | | |"
+    # last: the backends it parks would otherwise count as PgBouncer's
+    measure pgsov_auth "$BENCH_SOVA_PID" || echo "| pgsov auth=proxy | $n | failed | | | | | | |"
 } > "$BENCH_OUT/idle.md"
 cat "$BENCH_OUT/idle.md"
