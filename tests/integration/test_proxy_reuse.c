@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -212,6 +213,62 @@ static void test_open_transaction_is_not_reused(void **state)
     PQfinish(b);
 }
 
+/* A client that sends a statement and Terminate without waiting: the statement still runs and
+ * commits, as it would directly, and that backend is not reused (it had work in flight). */
+static void test_pipelined_terminate_loses_nothing(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    int kept = it_proxy_log_count(&proxy, KEPT);
+    /* slow enough that its answer cannot come back before the Terminate arrives */
+    assert_int_equal(PQsendQuery(a, "INSERT INTO reuse_rows SELECT 7 FROM pg_sleep(0.5)"), 1);
+    assert_int_equal(PQflush(a), 0);
+    PQfinish(a);                              /* Terminate right behind the Query */
+    expect_backend_gone(pid);
+    assert_int_equal(it_proxy_log_count(&proxy, KEPT), kept);
+    PGconn *direct = it_super("prod", "postgres");
+    sql_value_is(direct, "SELECT count(*) FROM reuse_rows WHERE x = 7", "1");
+    it_exec(direct, "DELETE FROM reuse_rows");
+    PQfinish(direct);
+}
+
+/* A client that drops its TCP connection while idle (no Terminate) leaves a clean backend too. */
+static void test_idle_close_without_terminate(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    int kept = it_proxy_log_count(&proxy, KEPT);
+    shutdown(PQsocket(a), SHUT_RDWR);         /* the proxy reads EOF; libpq's Terminate is lost */
+    PQfinish(a);
+    assert_true(it_proxy_wait_log(&proxy, KEPT, kept + 1, 5000));
+    PGconn *b = client("app", "");
+    assert_int_equal(backend_pid(b), pid);
+    finish_and_park(b);
+}
+
+/* upstream_max_idle bounds what is parked: the oldest goes first. */
+static void test_max_idle(void **state)
+{
+    struct it_proxy small;
+    start_proxy(&small, "upstream_max_idle = 1\n");
+    PGconn *a = it_proxy_connect(&small, "user=app password=client-pw dbname=production");
+    PGconn *b = it_proxy_connect(&small, "user=app password=client-pw dbname=production");
+    assert_int_equal(PQstatus(a), CONNECTION_OK);
+    assert_int_equal(PQstatus(b), CONNECTION_OK);
+    long pid_a = backend_pid(a), pid_b = backend_pid(b);
+    PQfinish(a);
+    assert_true(it_proxy_wait_log(&small, KEPT, 1, 5000));
+    PQfinish(b);
+    assert_true(it_proxy_wait_log(&small, KEPT, 2, 5000));
+    assert_true(it_proxy_wait_log(&small, "pool full", 1, 5000));
+    expect_backend_gone(pid_a);               /* a's backend made room for b's */
+    PGconn *c = it_proxy_connect(&small, "user=app password=client-pw dbname=production");
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    assert_int_equal(backend_pid(c), pid_b);
+    PQfinish(c);
+    it_proxy_stop(&small, SIGINT, 5000);
+}
+
 /* A parked backend that the server ends (pg_terminate_backend) is noticed and dropped. */
 static void test_killed_while_parked(void **state)
 {
@@ -294,6 +351,9 @@ int main(void)
         cmocka_unit_test(test_clean_end_is_reused),
         cmocka_unit_test(test_nothing_leaks_to_the_next_client),
         cmocka_unit_test(test_open_transaction_is_not_reused),
+        cmocka_unit_test(test_pipelined_terminate_loses_nothing),
+        cmocka_unit_test(test_idle_close_without_terminate),
+        cmocka_unit_test(test_max_idle),
         cmocka_unit_test(test_killed_while_parked),
         cmocka_unit_test(test_passthrough_is_not_reused),
         cmocka_unit_test(test_reload_drops_parked),
