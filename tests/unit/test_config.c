@@ -95,6 +95,25 @@ static void test_env_expansion(void **state)
     assert_non_null(strstr(err.msg, "PGSOV_TEST_MISSING"));
 }
 
+/* The documented example is a valid config (the tools' view: no upstream secrets needed), and
+ * says what the defaults are. make runs the unit tests from the repository root. */
+static void test_example_file(void **state)
+{
+    struct config *c;
+    struct pgsov_err err;
+    if (config_load_ex("proxy.ini.example", CONFIG_NO_SECRETS, &c, &err) != 0)
+        fail_msg("proxy.ini.example: %s", err.msg);
+    assert_true(c->n_envs >= 2);
+    assert_int_equal(c->client_tls, CLIENT_TLS_REQUIRE);
+    assert_true(c->upstream_reuse);
+    assert_int_equal(c->upstream_idle_timeout_ms, 60000);
+    assert_int_equal(c->upstream_max_idle, 100);
+    assert_int_equal(c->workers, 0);
+    for (size_t i = 0; i < c->n_envs; i++)
+        assert_int_equal(c->envs[i].sslmode, SSLMODE_VERIFY_FULL);
+    config_free(c);
+}
+
 /* Every invalid config names the file and line (or the environment) and why. */
 static void test_errors(void **state)
 {
@@ -264,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_host_pattern_match),
         cmocka_unit_test(test_hostname_guard),
         cmocka_unit_test(test_env_resolve),
