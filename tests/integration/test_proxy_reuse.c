@@ -165,6 +165,24 @@ static void test_clean_end_is_reused(void **state)
     PQfinish(n);
 }
 
+/* TLS on both links, SCRAM-SHA-256-PLUS at the proxy: the parked backend's TLS link is handed
+ * over like a plain one. */
+static void test_reuse_over_tls(void **state)
+{
+    char extra[700];
+    snprintf(extra, sizeof extra, "sslmode=verify-full host=localhost sslrootcert=%s/ca.crt "
+             "channel_binding=require", it_env()->pki);
+    PGconn *a = client("app", extra);
+    assert_non_null(PQsslAttribute(a, "protocol"));
+    long pid = backend_pid(a);
+    sql_value_is(a, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "t");
+    finish_and_park(a);
+    PGconn *b = client("app", extra);
+    assert_int_equal(backend_pid(b), pid);
+    sql_value_is(b, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", "t");
+    finish_and_park(b);
+}
+
 static void test_nothing_leaks_to_the_next_client(void **state)
 {
     PGconn *a = client("app", "");
@@ -349,6 +367,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clean_end_is_reused),
+        cmocka_unit_test(test_reuse_over_tls),
         cmocka_unit_test(test_nothing_leaks_to_the_next_client),
         cmocka_unit_test(test_open_transaction_is_not_reused),
         cmocka_unit_test(test_pipelined_terminate_loses_nothing),
