@@ -24,7 +24,9 @@
  * parse analysis). The server thus keeps transaction state, pipelining and message order
  * exactly as for any other error: a transaction block is aborted, an extended-protocol batch
  * is skipped up to Sync and its implicit transaction rolled back. When that marked error
- * comes back, the proxy swaps it for its own ErrorResponse (42501, rule, hint). */
+ * comes back, the proxy swaps it for its own ErrorResponse (42501, rule, hint); that side —
+ * classification, the substitute, the swap, the audit lines — lives in session_guard.c, and
+ * the session object both files share in session_int.h. */
 #include "pgsov/session.h"
 
 #include <arpa/inet.h>
@@ -49,7 +51,6 @@
 #include <unistd.h>
 
 #include "pgsov/cancel.h"
-#include "pgsov/guard.h"
 #include "pgsov/log.h"
 #include "pgsov/pool.h"
 #include "pgsov/rules.h"
@@ -58,115 +59,14 @@
 #include "pgsov/users.h"
 #include "pgsov/tls.h"
 #include "pgsov/wire.h"
+#include "session_int.h"
 
 #define HIGH_WATER (256 * 1024)     /* stop reading the other side above this much output */
 #define LOW_WATER (64 * 1024)       /* resume below this */
-#define MAX_PENDING_REFUSALS 1024   /* beyond this, stop reading the client until they return */
-#define MAX_PREPARED_NAMES 256
-#define REFUSAL_STMT_NAME "pgsov_refused"
-
-enum session_state {
-    S_STARTUP, S_CLIENT_TLS, S_CLIENT_AUTH, S_CONNECTING, S_UPSTREAM_SSL, S_UPSTREAM_TLS, S_AUTH,
-    S_RELAY, S_RESET, S_CLOSING,
-};
 
 static const char *const state_names[] = {
     "startup", "client_tls", "client_auth", "connecting", "upstream_ssl", "upstream_tls", "auth",
     "relay", "reset", "closing",
-};
-
-/* auth = proxy: what authentication needs, freed once the session relays. */
-struct proxy_auth {
-    const struct user_entry *entry;     /* NULL: unknown user (mock exchange) */
-    unsigned char cb_data[SCRAM_CB_MAX];/* our certificate's tls-server-end-point hash */
-    size_t cb_len;
-    struct scram_server *server;        /* client ↔ proxy */
-    struct scram_client *client;        /* proxy ↔ upstream */
-    bool failed;                        /* answer 28P01 when the back-off timer fires */
-};
-
-struct refusal {                 /* a refusal whose marked server error has not come back */
-    struct refusal *next;
-    uint32_t seq;
-    char *message, *detail, *hint;
-};
-
-struct prepared_name {           /* SQL-level PREPARE name → classes, for EXECUTE */
-    struct prepared_name *next;
-    class_set classes;
-    char name[64];
-};
-
-struct session {
-    struct session *prev, *next;
-    struct worker *w;
-    struct snapshot *snap;
-    uint64_t id;
-    enum session_state state;
-
-    int client_fd;
-    bool client_fd_owned_by_bev;
-    struct bufferevent *client, *server;
-    struct event *client_rev, *server_rev;  /* relay on plain TCP: our own reads (see raw_read) */
-    int server_fd;
-    bool server_fd_owned_by_bev;        /* TLS bufferevents close their fd; plain ones do not */
-    struct event *timer;
-
-    /* who */
-    struct conn_facts facts;
-    char source[64];
-    char user[64];
-    char env_name[64];
-    int env_index;
-    const struct rule *rule;
-    struct tls_identity tls_id;
-    bool client_tls;
-    bool gssenc_answered;
-
-    /* auth = proxy */
-    bool proxy_auth;
-    char upstream_user[64];             /* the role the proxy logs in as */
-    const char *upstream_password;      /* from the snapshot's config; NULL: none configured */
-    struct proxy_auth *auth;
-    unsigned char backoff_key[BACKOFF_KEY_LEN];
-
-    /* startup for the upstream, built once routed */
-    struct evbuffer *upstream_startup;
-    int addr_index;
-
-    /* upstream reuse (auth = proxy with upstream_reuse): NULL when this backend is never reused */
-    uint8_t *pool_key;                  /* the upstream startup packet: who else may have it */
-    size_t pool_key_len;
-    struct param_list *params;          /* what the backend reported, for the next client */
-    uint64_t upstream_uses;             /* clients this backend served before this one */
-
-    /* relay framing */
-    uint32_t client_left, server_left;  /* bytes of the current message still to stream */
-    char txn_status;                    /* 'I', 'T', 'E' from ReadyForQuery */
-    uint32_t pending_ready;             /* Q/S/F forwarded minus ReadyForQuery received */
-    bool lexing_unsafe;
-    char lexing_reason[160];
-    bool batch_open;                    /* extended-protocol messages forwarded since the last Sync */
-    bool draining;
-
-    /* guard */
-    char nonce[17];
-    uint32_t refusal_seq;
-    struct refusal *refusals, *refusals_tail;
-    int n_refusals;
-    bool paused_for_refusals;           /* client reading stopped at MAX_PENDING_REFUSALS */
-    struct prepared_name *prepared;
-    int n_prepared;
-
-    /* cancel */
-    uint32_t proxy_pid, proxy_secret;
-    bool cancel_registered;
-    uint32_t upstream_pid, upstream_secret;
-
-    /* stats */
-    uint64_t bytes_from_client, bytes_from_server;
-    struct timespec started;
-    const char *close_reason;
 };
 
 static atomic_uint_fast64_t next_session_id = 1;
@@ -215,26 +115,6 @@ static void session_set_state(struct session *s, enum session_state to)
         abort();
     }
     s->state = to;
-}
-
-static const struct config *cfg_of(const struct session *s)
-{
-    return s->snap->cfg;
-}
-
-static void id_text(const struct session *s, char *buf, size_t size)
-{
-    snprintf(buf, size, "%llu", (unsigned long long)s->id);
-}
-
-static const char *tls_text(const struct session *s, char *buf, size_t size)
-{
-    if (!s->client_tls)
-        return "none";
-    if (!s->tls_id.has_cert)
-        return "tls";
-    snprintf(buf, size, "cert:%s", s->tls_id.cn);
-    return buf;
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -387,19 +267,7 @@ static void session_free(struct session *s)
     proxy_auth_free(s);
     if (s->cancel_registered)
         cancel_unregister(s->proxy_pid);
-    while (s->refusals) {
-        struct refusal *r = s->refusals;
-        s->refusals = r->next;
-        free(r->message);
-        free(r->detail);
-        free(r->hint);
-        free(r);
-    }
-    while (s->prepared) {
-        struct prepared_name *p = s->prepared;
-        s->prepared = p->next;
-        free(p);
-    }
+    session_guard_free(s);
     worker_session_removed(s->w, s);
     snapshot_unref(s->snap);
     free(s);
@@ -1710,273 +1578,6 @@ static void reset_from_server(struct session *s)
     session_free(s);
 }
 
-/* ---- guard ------------------------------------------------------------------------------ */
-
-static struct prepared_name *find_prepared(struct session *s, const char *name)
-{
-    for (struct prepared_name *p = s->prepared; p; p = p->next)
-        if (strcmp(p->name, name) == 0)
-            return p;
-    return NULL;
-}
-
-static void remember_prepared(struct session *s, const char *name, class_set classes)
-{
-    struct prepared_name *p = find_prepared(s, name);
-    if (!p) {
-        if (s->n_prepared >= MAX_PREPARED_NAMES)
-            return;   /* EXECUTE of an unrecorded name stays unknown: fail closed */
-        p = calloc(1, sizeof *p);
-        if (!p)
-            return;
-        snprintf(p->name, sizeof p->name, "%s", name);
-        p->next = s->prepared;
-        s->prepared = p;
-        s->n_prepared++;
-    }
-    p->classes = classes;
-}
-
-static void forget_prepared(struct session *s, const char *name)
-{
-    for (struct prepared_name **pp = &s->prepared; *pp;) {
-        if (!*name || strcmp((*pp)->name, name) == 0) {
-            struct prepared_name *dead = *pp;
-            *pp = dead->next;
-            free(dead);
-            s->n_prepared--;
-        } else {
-            pp = &(*pp)->next;
-        }
-    }
-}
-
-static const char *class_label(enum stmt_class c)
-{
-    switch (c) {
-    case CLASS_DDL: return "DDL";
-    case CLASS_ROLE: return "role or privilege change";
-    case CLASS_FUNCTION: return "function call";
-    case CLASS_PRIVILEGED: return "privileged statement";
-    case CLASS_WRITE: return "write";
-    case CLASS_READ: return "read";
-    case CLASS_TRANSACTION: return "transaction control";
-    case CLASS_SESSION: return "session statement";
-    case CLASS_MAINTENANCE: return "maintenance statement";
-    default: return "unclassified statement";
-    }
-}
-
-static const char *class_hint(enum stmt_class c)
-{
-    switch (c) {
-    case CLASS_DDL:
-        return "Schema changes go through `pgsov migrate` from an approved source.";
-    case CLASS_ROLE:
-        return "Role and privilege changes go through `pgsov migrate` from an approved source.";
-    case CLASS_PRIVILEGED:
-        return "This statement can change who you are or reach outside the database; grant class "
-               "privileged only to trusted sources.";
-    case CLASS_UNKNOWN:
-        return "pgsov could not classify this SQL; a rule must grant class unknown to let it through.";
-    default:
-        return NULL;
-    }
-}
-
-static void audit_statement(struct session *s, const char *event, enum stmt_class c, class_set classes,
-                            const char *sql)
-{
-    char id[24], rule_at[300], tlsbuf[300], cls[200];
-    id_text(s, id, sizeof id);
-    snprintf(rule_at, sizeof rule_at, "%s:%d", s->rule->file, s->rule->line);
-    class_set_format(classes, cls, sizeof cls);
-    json_t *a = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "event", event,
-                          "session", id, "environment", s->env_name, "user", s->user,
-                          "upstream_user", s->upstream_user, "source", s->source,
-                          "tls", tls_text(s, tlsbuf, sizeof tlsbuf), "class", stmt_class_name(c),
-                          "classes", cls, "rule", rule_at);
-    if (!a)
-        return;
-    /* Never the literal values: the normalized text and its fingerprint only. */
-    char *norm = sql ? guard_normalize(sql) : NULL;
-    char *fp = sql ? guard_fingerprint(sql) : NULL;
-    json_object_set_new(a, "statement", norm ? json_string(norm) : json_null());
-    json_object_set_new(a, "fingerprint", fp ? json_string(fp) : json_null());
-    free(norm);
-    free(fp);
-    audit_write(a);
-}
-
-/* Queues a refusal; the caller writes its marked statement with write_substitute() once
- * everything before the refused message has gone to the server. */
-static void queue_refusal(struct session *s, const char *message, const char *detail, const char *hint)
-{
-    uint32_t seq = ++s->refusal_seq;
-    struct refusal *r = calloc(1, sizeof *r);
-    if (r) {
-        r->seq = seq;
-        r->message = strdup(message);
-        r->detail = detail ? strdup(detail) : NULL;
-        r->hint = hint ? strdup(hint) : NULL;
-        if (s->refusals_tail)
-            s->refusals_tail->next = r;
-        else
-            s->refusals = r;
-        s->refusals_tail = r;
-        s->n_refusals++;
-    }
-}
-
-/* The statement that makes the server fail where the refused message stood: a cast that fails
- * at parse analysis, marked with the session's nonce and the refusal's number. */
-static void write_substitute(struct session *s, char type)
-{
-    struct evbuffer *out = bufferevent_get_output(s->server);
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT 'pgsov:refused:%s:%u'::pg_catalog.int4", s->nonce, s->refusal_seq);
-    if (type == 'P')
-        wire_parse_message(out, REFUSAL_STMT_NAME, sql);
-    else
-        wire_query(out, sql);   /* Query and FunctionCall: both end in ReadyForQuery */
-}
-
-/* Decides one SQL-carrying message. Returns true to forward it unchanged; false when it has
- * queued a refusal (the caller then writes the substitute in the message's place). */
-static bool guard_message(struct session *s, char type, const char *sql, size_t sql_len)
-{
-    const struct rule *r = s->rule;
-    char msg[400], detail[400];
-    class_set classes;
-    enum stmt_class worst;
-    struct guard_verdict v;
-    bool lexing = false;
-
-    if (type == 'F') {
-        classes = CLASS_BIT(CLASS_FUNCTION);
-        worst = CLASS_FUNCTION;
-        memset(&v, 0, sizeof v);
-    } else {
-        guard_classify(worker_guard(s->w), sql, sql_len, &v);
-        if (v.execute_name[0]) {
-            struct prepared_name *p = find_prepared(s, v.execute_name);
-            if (p)
-                guard_resolve_execute(&v, p->classes);
-        }
-        classes = v.classes;
-        worst = v.worst;
-        lexing = v.lexing_change;
-    }
-
-    /* The guard reads SQL with the lexing settings the server last reported. A statement still
-     * in flight (a pipelined Query, or an earlier message of this extended batch) may change
-     * them before the server parses this text, and only a backslash reads differently then:
-     * a multibyte character's trailing byte is never a quote, ';', '$' or comment marker in
-     * any client encoding PostgreSQL accepts, and a Query string is parsed whole before any
-     * of it runs. So a text with a backslash waits for nothing: it is refused while anything
-     * that could change the settings is in flight. */
-    uint32_t others_in_flight = s->pending_ready - (type == 'Q' || type == 'F' ? 1 : 0);
-    if (type != 'F' && (others_in_flight > 0 || s->batch_open) && memchr(sql, '\\', sql_len)) {
-        snprintf(msg, sizeof msg, "pgsov: statement refused for user \"%s\" in environment \"%s\": "
-                 "it contains a backslash and was pipelined behind unfinished statements",
-                 s->user, s->env_name);
-        audit_statement(s, "refused", CLASS_UNKNOWN, CLASS_BIT(CLASS_UNKNOWN), sql);
-        queue_refusal(s, msg, "A statement still running could change "
-                           "standard_conforming_strings or client_encoding, and with them what a "
-                           "backslash means; the guard cannot know how the server will read this text.",
-                           "Send it after the previous results have arrived, or pass the value as a parameter.");
-        return false;
-    }
-    if (s->lexing_unsafe || lexing) {
-        snprintf(msg, sizeof msg, "pgsov: statement refused for user \"%s\" in environment \"%s\": "
-                 "it changes how SQL is read", s->user, s->env_name);
-        snprintf(detail, sizeof detail, "%s. The statement guard reads SQL with "
-                 "standard_conforming_strings = on and client_encoding = UTF8.",
-                 s->lexing_unsafe ? s->lexing_reason : "This statement changes standard_conforming_strings or client_encoding");
-        audit_statement(s, "refused", worst, classes, type == 'F' ? NULL : sql);
-        queue_refusal(s, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
-        return false;
-    }
-    class_set denied = classes & ~r->classes;
-    if (denied) {
-        enum stmt_class bad = guard_worst_class(denied);
-        char granted[200];
-        class_set_format(r->classes, granted, sizeof granted);
-        snprintf(msg, sizeof msg, "pgsov: %s refused for user \"%s\" in environment \"%s\" (%s:%d)",
-                 class_label(bad), s->user, s->env_name, r->file, r->line);
-        if (bad == CLASS_UNKNOWN && v.reason[0])
-            snprintf(detail, sizeof detail, "The rule grants %s; this SQL is unknown: %s.", granted, v.reason);
-        else
-            snprintf(detail, sizeof detail, "The rule grants %s; this SQL is %s.", granted, stmt_class_name(bad));
-        const char *hint = class_hint(bad);
-        char generic[300];
-        if (!hint) {
-            snprintf(generic, sizeof generic, "Grant class %s in %s:%d if this source should run it.",
-                     stmt_class_name(bad), r->file, r->line);
-            hint = generic;
-        }
-        char id[24];
-        id_text(s, id, sizeof id);
-        log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user,
-                  "upstream_user", s->upstream_user, "env", s->env_name, "class", stmt_class_name(bad), NULL);
-        audit_statement(s, "refused", bad, classes, type == 'F' ? NULL : sql);
-        queue_refusal(s, msg, detail, hint);
-        return false;
-    }
-    if (type != 'F') {
-        if (v.prepare_name[0])
-            remember_prepared(s, v.prepare_name, v.prepare_classes);
-        if (v.deallocate)
-            forget_prepared(s, v.deallocate_name);
-    }
-    if (classes & (CLASS_BIT(CLASS_DDL) | CLASS_BIT(CLASS_PRIVILEGED) | CLASS_BIT(CLASS_ROLE)))
-        audit_statement(s, "allowed", worst, classes, type == 'F' ? NULL : sql);
-    return true;
-}
-
-/* Swaps a marked server error for the refusal it stands for. Returns true when handled. */
-static bool replace_marked_error(struct session *s, const uint8_t *body, uint32_t len,
-                                 struct evbuffer *out)
-{
-    struct wire_error_fields f;
-    if (wire_parse_error(body, len, &f) != 0 || !f.message)
-        return false;
-    char mark[64];
-    snprintf(mark, sizeof mark, "pgsov:refused:%s:", s->nonce);
-    const char *at = strstr(f.message, mark);
-    if (!at)
-        return false;
-    uint32_t seq = (uint32_t)strtoul(at + strlen(mark), NULL, 10);
-    /* Refusals older than seq were skipped by the server (an earlier error in their batch). */
-    while (s->refusals && s->refusals->seq < seq) {
-        struct refusal *old = s->refusals;
-        s->refusals = old->next;
-        free(old->message);
-        free(old->detail);
-        free(old->hint);
-        free(old);
-        s->n_refusals--;
-    }
-    if (!s->refusals || s->refusals->seq != seq) {
-        /* Its text could not be kept (out of memory): still a refusal, never the marker. */
-        if (!s->refusals)
-            s->refusals_tail = NULL;
-        wire_error_response(out, "ERROR", "42501", "pgsov: statement refused", NULL, NULL);
-        return true;
-    }
-    struct refusal *r = s->refusals;
-    s->refusals = r->next;
-    if (!s->refusals)
-        s->refusals_tail = NULL;
-    s->n_refusals--;
-    wire_error_response(out, "ERROR", "42501", r->message, r->detail, r->hint);
-    free(r->message);
-    free(r->detail);
-    free(r->hint);
-    free(r);
-    return true;
-}
-
 /* ---- relay ------------------------------------------------------------------------------ */
 
 /* Moves n bytes from in toward the peer. On a plain TCP link with nothing queued, they are
@@ -2106,7 +1707,7 @@ static void relay_from_client(struct session *s)
                 return;
             }
             s->bytes_from_client += 1 + len;
-            bool allowed = guard_message(s, type, sql, sql_len);
+            bool allowed = session_guard_message(s, type, sql, sql_len);
             free(copy);
             if (type == 'P')
                 s->batch_open = true;
@@ -2119,7 +1720,7 @@ static void relay_from_client(struct session *s)
             evbuffer_drain(in, 1 + len);
             avail -= off + 1 + len;
             off = 0;
-            write_substitute(s, type);
+            session_guard_substitute(s, type);
             continue;
         }
         if (type == 'X') {
@@ -2204,7 +1805,7 @@ static void relay_from_server(struct session *s)
                 const uint8_t *msg = evbuffer_pullup(in, 1 + len);
                 if (type == 'S') {
                     check_parameter_status(s, msg + 5, len - 4);
-                } else if (replace_marked_error(s, msg + 5, len - 4, out)) {
+                } else if (session_guard_replace_error(s, msg + 5, len - 4, out)) {
                     s->bytes_from_server += 1 + len;
                     evbuffer_drain(in, 1 + len);
                     avail -= 1 + len;
