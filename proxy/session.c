@@ -956,7 +956,9 @@ static void enter_relay(struct session *s)
     bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
     bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
     bufferevent_setcb(s->client, client_read_cb, client_write_cb, client_event_cb, s);
-    bufferevent_enable(s->server, EV_WRITE);
+    /* A backend from the pool comes with reading off (pool_take): read through the bufferevent
+     * again, until start_raw_reads() moves a plain link to our own event. */
+    bufferevent_enable(s->server, EV_READ | EV_WRITE);
     start_raw_reads(s);
     if (evbuffer_get_length(bufferevent_get_input(s->server)))
         server_read_cb(s->server, s);
