@@ -1483,8 +1483,9 @@ static bool reuse_attach(struct session *s)
 /* True when the backend is idle with nothing of this client's left in it or on the way. */
 static bool reusable(const struct session *s)
 {
-    return s->pool_key && s->params && !s->params->overflow && s->state == S_RELAY && s->server &&
-           !s->draining && !worker_draining(s->w) && s->txn_status == 'I' && s->pending_ready == 0 &&
+    return s->pool_key && s->params && !s->params->overflow && worker_pool(s->w) &&
+           s->state == S_RELAY && s->server && !s->draining && !worker_draining(s->w) &&
+           s->txn_status == 'I' && s->pending_ready == 0 &&
            !s->batch_open && s->client_left == 0 && s->server_left == 0 && !s->refusals &&
            !s->lexing_unsafe && evbuffer_get_length(bufferevent_get_input(s->server)) == 0 &&
            evbuffer_get_length(bufferevent_get_output(s->server)) == 0;
