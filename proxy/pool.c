@@ -104,6 +104,17 @@ void params_write(const struct param_list *l, struct evbuffer *out)
     }
 }
 
+void params_compact(struct param_list *l)
+{
+    if (!l->buf || l->len == l->cap)
+        return;
+    char *buf = realloc(l->buf, l->len ? l->len : 1);
+    if (buf) {
+        l->buf = buf;
+        l->cap = l->len ? l->len : 1;
+    }
+}
+
 void params_clear(struct param_list *l)
 {
     free(l->buf);

@@ -39,6 +39,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/rand.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -952,6 +954,8 @@ static void enter_relay(struct session *s)
         event_free(s->timer);   /* idle sessions keep no timer: memory per client */
         s->timer = NULL;
     }
+    if (s->params)
+        params_compact(s->params);      /* kept for the whole session: no slack */
     bufferevent_setwatermark(s->server, EV_WRITE, LOW_WATER, 0);
     bufferevent_setwatermark(s->client, EV_WRITE, LOW_WATER, 0);
     bufferevent_setcb(s->server, server_read_cb, server_write_cb, server_event_cb, s);
@@ -1414,20 +1418,23 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
 
 #define RESET_TIMEOUT_MS 5000
 
+/* The key is the SHA-256 of the upstream startup packet: equal digests, equal packets (and 32
+ * bytes per session instead of the whole packet). */
 static void reuse_prepare(struct session *s)
 {
     size_t len = evbuffer_get_length(s->upstream_startup);
-    s->pool_key = malloc(len);
+    const unsigned char *pkt = evbuffer_pullup(s->upstream_startup, -1);
+    s->pool_key = malloc(SHA256_DIGEST_LENGTH);
     s->params = calloc(1, sizeof *s->params);
-    if (!s->pool_key || !s->params) {
+    if (!pkt || !s->pool_key || !s->params ||
+        EVP_Digest(pkt, len, s->pool_key, NULL, EVP_sha256(), NULL) != 1) {
         free(s->pool_key);
         free(s->params);
         s->pool_key = NULL;
         s->params = NULL;
         return;
     }
-    evbuffer_copyout(s->upstream_startup, s->pool_key, len);
-    s->pool_key_len = len;
+    s->pool_key_len = SHA256_DIGEST_LENGTH;
 }
 
 /* auth = proxy, the client has authenticated: take a parked backend when one matches. */

@@ -90,7 +90,7 @@ struct session {
     int addr_index;
 
     /* upstream reuse (auth = proxy with upstream_reuse): NULL when this backend is never reused */
-    uint8_t *pool_key;                  /* the upstream startup packet: who else may have it */
+    uint8_t *pool_key;                  /* SHA-256 of the upstream startup packet: who else may have it */
     size_t pool_key_len;
     struct param_list *params;          /* what the backend reported, for the next client */
     uint64_t upstream_uses;             /* clients this backend served before this one */

@@ -53,6 +53,8 @@ bool params_next(const struct param_list *l, size_t *off, const char **name, con
 /* One ParameterStatus message per parameter, in order. */
 void params_write(const struct param_list *l, struct evbuffer *out);
 void params_clear(struct param_list *l);
+/* Gives back the buffer's unused capacity (the list stays as it is; on failure nothing changes). */
+void params_compact(struct param_list *l);
 
 /* ---- the pool ----------------------------------------------------------------------------- */
 
@@ -62,7 +64,7 @@ struct pooled_upstream {
     struct pool *pool;
     struct snapshot *snap;          /* referenced: the key's config, rules and TLS contexts */
     int env_index, addr_index;      /* addr_index: as session.c counts it (next to try) */
-    uint8_t *key;                   /* the exact startup packet the upstream was opened with */
+    uint8_t *key;                   /* SHA-256 of the startup packet the upstream was opened with */
     size_t key_len;
     struct bufferevent *bev;        /* the server link (TLS or plain) */
     int fd;
@@ -88,9 +90,10 @@ size_t pool_idle_count(const struct pool *p);
  * oldest is closed. */
 void pool_put(struct pool *p, struct pooled_upstream *u, size_t max_idle, int idle_timeout_ms);
 
-/* The most recently parked connection with exactly this key, unlinked and handed to the
- * caller (who sets its own callbacks on u->bev and frees u with pooled_upstream_release()), or
- * NULL. Connections of other snapshots are closed on the way. */
+/* The most recently parked connection with exactly this key (the session uses the SHA-256 of
+ * the upstream startup packet), unlinked and handed to the caller (who sets its own callbacks
+ * on u->bev and frees u with pooled_upstream_release()), or NULL. Connections of other
+ * snapshots are closed on the way. */
 struct pooled_upstream *pool_take(struct pool *p, const struct snapshot *snap, int env_index,
                                   const uint8_t *key, size_t key_len);
 

@@ -46,6 +46,13 @@ static void test_set_update_order(void **state)
     assert_string_equal(params_get(&l, "application_name"), "x");
     assert_string_equal(params_get(&l, "TimeZone"), "UTC");
     assert_int_equal(l.n, 4);
+    /* compacting gives back the slack and keeps every pair */
+    params_compact(&l);
+    assert_int_equal(l.cap, l.len);
+    assert_string_equal(params_get(&l, "TimeZone"), "UTC");
+    assert_int_equal(params_set(&l, "DateStyle", "ISO, MDY"), 0);   /* and it grows again */
+    assert_string_equal(params_get(&l, "DateStyle"), "ISO, MDY");
+    assert_string_equal(params_get(&l, "server_version"), "15.18");
     params_clear(&l);
     assert_int_equal(l.n, 0);
 }
