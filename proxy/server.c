@@ -56,6 +56,7 @@ struct worker {
     struct key_cache_entry *key_cache;
     int n_key_cache;
     atomic_int command;             /* CMD_* */
+    atomic_bool flush_pool;         /* set by a reload: parked backends belong to the old config */
     bool draining;
 };
 
@@ -316,6 +317,8 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 static void control_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
+    if (atomic_exchange(&w->flush_pool, false))
+        pool_flush(w->pool);
     int cmd = atomic_exchange(&w->command, CMD_NONE);
     if (cmd == CMD_NONE)
         return;
@@ -463,6 +466,16 @@ static void workers_command(int cmd)
     }
 }
 
+/* After a reload: every worker closes its parked backends (logged in with the old config's
+ * credentials, TLS settings and addresses; pool_take would never hand them out again). */
+static void workers_flush_pools(void)
+{
+    for (int i = 0; i < n_workers; i++) {
+        atomic_store(&workers[i].flush_pool, true);
+        event_active(workers[i].control, EV_READ, 0);
+    }
+}
+
 /* ---- signals and the main loop ------------------------------------------------------------ */
 
 static bool stopping;
@@ -482,6 +495,7 @@ static void on_sighup(evutil_socket_t sig, short what, void *arg)
     char n[16];
     snprintf(n, sizeof n, "%zu", rules_count(s->rules));
     snapshot_install(s);
+    workers_flush_pools();
     log_event(LOG_INFO, "reloaded", "config", config_path_for_reload, "rules", n, NULL);
 }
 

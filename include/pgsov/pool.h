@@ -10,7 +10,8 @@
  *
  * What it deliberately does not do: share a backend between two live clients (no transaction
  * pooling), reuse a passthrough login (the client's own credentials authenticated that
- * backend), or keep a connection across a reload (the key includes the snapshot).
+ * backend), or keep a connection across a reload (server.c flushes every pool on SIGHUP, and
+ * the key includes the snapshot).
  *
  * Everything here runs on one worker's event-loop thread; each worker has its own pool. */
 #ifndef PGSOV_POOL_H

@@ -318,13 +318,15 @@ static void test_passthrough_is_not_reused(void **state)
     PQfinish(b);
 }
 
-/* A reload may change rules, TLS or the upstream: nothing parked before it is reused. */
+/* A reload may change rules, TLS, credentials or the upstream: what was parked before it is
+ * closed at once and never reused. */
 static void test_reload_drops_parked(void **state)
 {
     PGconn *a = client("app", "");
     long pid = backend_pid(a);
     finish_and_park(a);
     assert_int_equal(it_proxy_reload(&proxy), 1);
+    expect_backend_gone(pid);                 /* closed at the reload, not at its idle timeout */
     PGconn *b = client("app", "");
     assert_true(backend_pid(b) != pid);
     finish_and_park(b);
