@@ -231,6 +231,35 @@ static void test_open_transaction_is_not_reused(void **state)
     PQfinish(b);
 }
 
+/* Many clients connecting and leaving at once (pgbench -C, 8 clients on one worker's pool):
+ * every session first checks that it starts from a fresh login's settings, then changes them.
+ * A leak from one client to the next makes the check divide by zero and pgbench fail. */
+static void test_concurrent_reuse_never_leaks(void **state)
+{
+    char *dir = it_tmpdir("reuse-pgbench");
+    char script[700];
+    snprintf(script, sizeof script, "%s/leak.sql", dir);
+    it_write_file(script,
+                  "SELECT 1 / (current_setting('work_mem') = '4MB' AND "
+                  "current_setting('application_name') = 'pgbench' AND "
+                  "(SELECT count(*) FROM pg_prepared_statements) = 0)::int;\n"
+                  "SET work_mem = '7MB';\n"
+                  "SET application_name = 'leaked';\n"
+                  "PREPARE leaked_plan AS SELECT 1;\n");
+    int reused = it_proxy_log_count(&proxy, "upstream_reused");
+    const char *pgbin = getenv("PGSOV_IT_PGBIN") ? getenv("PGSOV_IT_PGBIN") : "/usr/bin";
+    char *out = NULL;
+    int rc = it_sh(&out, "PGPASSWORD=client-pw '%s/pgbench' -n -C -c 8 -j 2 -t 40 -f '%s' "
+                   "-h 127.0.0.1 -p %d -U app production 2>&1", pgbin, script, proxy.port);
+    if (rc != 0 || !it_contains(out, "number of transactions actually processed: 320/320"))
+        fail_msg("pgbench through the proxy: exit %d\n%s", rc, out);
+    free(out);
+    free(dir);
+    int now = it_proxy_log_count(&proxy, "upstream_reused");
+    if (now - reused < 200)                   /* most of the 320 connections got a parked backend */
+        fail_msg("only %d of 320 connections reused a backend", now - reused);
+}
+
 /* A client that sends a statement and Terminate without waiting: the statement still runs and
  * commits, as it would directly, and that backend is not reused (it had work in flight). */
 static void test_pipelined_terminate_loses_nothing(void **state)
@@ -372,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_reuse_over_tls),
         cmocka_unit_test(test_nothing_leaks_to_the_next_client),
         cmocka_unit_test(test_open_transaction_is_not_reused),
+        cmocka_unit_test(test_concurrent_reuse_never_leaks),
         cmocka_unit_test(test_pipelined_terminate_loses_nothing),
         cmocka_unit_test(test_idle_close_without_terminate),
         cmocka_unit_test(test_max_idle),
