@@ -946,9 +946,12 @@ int cmd_rollback(int argc, char **argv)
     }
     if (plan_only) {
         mig_plan_print(&plan, stdout, true);
-        if (n > 0)
-            printf("revert with: pgsov rollback --env %s %s %s --approve %.16s\n", r.t.env_name,
-                   c.steps > 0 ? "--steps" : "--to", c.steps > 0 ? "N" : c.to, plan.hash);
+        if (n > 0 && c.steps > 0)
+            printf("revert with: pgsov rollback --env %s --steps %d --approve %.16s\n",
+                   r.t.env_name, c.steps, plan.hash);
+        else if (n > 0)
+            printf("revert with: pgsov rollback --env %s --to %s --approve %.16s\n", r.t.env_name,
+                   c.to, plan.hash);
         goto out;
     }
     if (n == 0) {

@@ -305,6 +305,9 @@ static void test_rollback(void **state)
     struct ctx c;
     ctx_open(&c, "mig_rollback", NULL);
     run_expect(&c, 0, NULL, "migrate --env dev --dir '%s'", examples());
+    /* the plan's hint is a command that can be pasted: the real step count, not a placeholder */
+    run_expect(&c, 0, "revert with: pgsov rollback --env development --steps 2 --approve ",
+               "rollback plan --env dev --dir '%s' --steps 2", examples());
     run_expect(&c, 0, "reverted 0005_installments_due_date_index", "rollback --env dev --dir '%s' --steps 1", examples());
     expect_sql(&c, "SELECT to_regclass('app.installments_due_date_idx') IS NULL AND "
                      "to_regclass('app.installments') IS NOT NULL", "t");
