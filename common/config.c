@@ -477,7 +477,7 @@ static void finish_env(struct loader *ld)
 {
     struct env_config *e = ld->cur_env;
     if (e && !ld->approval_set)
-        e->require_approval = strcmp(e->name, "production") == 0;
+        e->require_approval = env_is_production(e);
 }
 
 static int on_key(void *user, const char *section, const char *key, const char *raw)

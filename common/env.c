@@ -28,6 +28,24 @@ const char *env_canonical_name(const char *name)
     return NULL;
 }
 
+static bool means_production(const char *name)
+{
+    const char *canon = env_canonical_name(name);
+    return canon && strcmp(canon, "production") == 0;
+}
+
+bool env_is_production(const struct env_config *env)
+{
+    if (!env)
+        return false;
+    if (means_production(env->name))
+        return true;
+    for (size_t i = 0; i < env->n_aliases; i++)
+        if (means_production(env->aliases[i]))
+            return true;
+    return false;
+}
+
 const struct env_config *env_resolve(const struct config *cfg, const char *explicit_name,
                                      struct pgsov_err *err)
 {

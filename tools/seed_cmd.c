@@ -818,6 +818,12 @@ static int load(const struct seed_scenario *sc, const struct seed_opts *o, struc
         fprintf(stderr, "pgsov seed: warning: %s\n", t.warning);
     if (refuse_production_name(t.env_name, "the resolved environment", err) < 0)
         goto done;
+    if (env_is_production(t.env)) {
+        pgsov_fail(err, "refused: environment \"%s\" is production by one of its aliases in %s — "
+                   "test data never goes to production and there is no override",
+                   t.env_name, t.cfg && t.cfg->path ? t.cfg->path : "the config");
+        goto done;
+    }
     char attested[128] = "";
     int a = target_read_attestation(t.conn, attested, sizeof attested, err);
     if (a < 0)

@@ -19,6 +19,10 @@ struct env_config;
  * Returns NULL for anything else. */
 const char *env_canonical_name(const char *name);
 
+/* Is this environment production by any of its names: the section name or an alias that
+ * env_canonical_name maps to "production" ([env.prod], [env.live], aliases = production)? */
+bool env_is_production(const struct env_config *env);
+
 /* Picks the environment the tools act on: explicit (from --env) if non-NULL, else $PGSOV_ENV,
  * else $NODE_ENV; resolved against cfg (names and aliases, then env_canonical_name).
  * NULL with err set when nothing was given or the name is unknown. */

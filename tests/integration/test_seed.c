@@ -475,6 +475,21 @@ static void test_production_refused(void **state)
     run_expect(&c, 2, "unknown option \"--force\"", "seed --env production --force --scenario '%s' --seed 1",
                SCENARIO);
 
+    /* 1b. by an alias: a section with no telling name whose alias says production */
+    char saved_ini[sizeof c.ini], text[1024];
+    memcpy(saved_ini, c.ini, sizeof saved_ini);
+    snprintf(c.ini, sizeof c.ini, "%s/alias.ini", c.dir);
+    snprintf(text, sizeof text,
+             "[proxy]\nclient_tls = disable\n\n[env.main]\naliases = primary, live\n"
+             "host = localhost\nport = %d\ndatabase = %s\nsslmode = verify-full\n"
+             "sslrootcert = %s/ca.crt\nhost_patterns = localhost:%d\n",
+             e->dev_port, c.db, e->pki, e->dev_port);
+    it_write_file(c.ini, text);
+    run_expect(&c, 1, "is production by one of its aliases", "seed --env main --scenario '%s' --seed 1",
+               SCENARIO);
+    memcpy(c.ini, saved_ini, sizeof c.ini);
+    expect_counts_zero(&c);
+
     /* 2. by the hostname guard: development's name, the production cluster's address */
     rc = pgsov_env(&c, &out, "", "seed --env dev --url 'postgresql://postgres@127.0.0.1:%d/%s?"
                    "sslmode=verify-full&sslrootcert=%s/ca.crt' --scenario '%s' --seed 1",

@@ -44,6 +44,35 @@ static void test_valid_minimal(void **state)
     config_free(c);
 }
 
+/* Production by any of its names needs approval by default: [env.prod], [env.live], or a
+ * section whose alias says production. An explicit require_approval still wins. */
+static void test_production_by_any_name_needs_approval(void **state)
+{
+    static const struct { const char *ini; bool production; } cases[] = {
+        { "[env.prod]\n", true },
+        { "[env.LIVE]\n", true },
+        { "[env.main]\naliases = app, production\n", true },
+        { "[env.prod]\nrequire_approval = off\n", false },
+        { "[env.staging]\naliases = preview\n", false },
+        { "[env.prd]\n", false },              /* no known spelling: say so with an alias */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, PROXY_MIN "%shost = localhost\nport = 5433\ndatabase = app\n"
+                 "host_patterns = localhost:5433\n", cases[i].ini);
+        struct config *c;
+        struct pgsov_err err;
+        if (config_load_string(text, "t.ini", &c, &err) != 0)
+            fail_msg("case %zu: %s", i, err.msg);
+        if (c->envs[0].require_approval != cases[i].production)
+            fail_msg("case %zu (%s): require_approval = %d", i, cases[i].ini,
+                     c->envs[0].require_approval);
+        bool explicit_off = strstr(cases[i].ini, "require_approval") != NULL;
+        assert_int_equal(env_is_production(&c->envs[0]), cases[i].production || explicit_off);
+        config_free(c);
+    }
+}
+
 static void test_values(void **state)
 {
     struct config *c;
@@ -281,6 +310,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid_minimal),
         cmocka_unit_test(test_values),
+        cmocka_unit_test(test_production_by_any_name_needs_approval),
         cmocka_unit_test(test_env_expansion),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_example_file),
