@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "pgsov/config.h"
+#include "pgsov/env.h"
 #include "audit.h"
 #include "target.h"
 #include "tools.h"
@@ -46,6 +48,23 @@ static int flag_value(const char *name, int argc, char **argv, int *i, const cha
         return -1;
     *out = argv[++*i];
     return 1;
+}
+
+/* The manifest's entry for env: by its section name, then an alias, then the canonical
+ * spelling of either ([env.prod] with an entry "production"). */
+static const struct audit_env_manifest *manifest_entry(const struct audit_manifest *m,
+                                                       const struct env_config *env)
+{
+    const struct audit_env_manifest *e = audit_manifest_env(m, env->name);
+    for (size_t i = 0; !e && i < env->n_aliases; i++)
+        e = audit_manifest_env(m, env->aliases[i]);
+    const char *canon = env_canonical_name(env->name);
+    if (!e && canon)
+        e = audit_manifest_env(m, canon);
+    for (size_t i = 0; !e && i < env->n_aliases; i++)
+        if ((canon = env_canonical_name(env->aliases[i])) != NULL)
+            e = audit_manifest_env(m, canon);
+    return e;
 }
 
 int cmd_audit(int argc, char **argv)
@@ -123,7 +142,7 @@ int cmd_audit(int argc, char **argv)
     if (t.warning[0])
         fprintf(stderr, "pgsov audit: warning: %s\n", t.warning);
 
-    const struct audit_env_manifest *env = audit_manifest_env(manifest, t.env_name);
+    const struct audit_env_manifest *env = manifest_entry(manifest, t.env);
     if (!env) {
         fprintf(stderr, "pgsov audit: %s has no entry for environment \"%s\": add "
                 "$.environments.%s to the manifest\n", manifest_path, t.env_name, t.env_name);

@@ -516,8 +516,13 @@ static void check_ddl_guard(struct db *x)
                           "trigger calls %s", PQgetvalue(res, 0, 1));
     } else {
         audit_report_ran(x->r, "ddl_guard_missing");
-        if (strcmp(PQgetvalue(res, 0, 0), "D") == 0)
-            audit_report_add(x->r, "ddl_guard_disabled", e->ddl_guard_trigger, "disabled", "enabled", NULL);
+        /* O (origin) and A (always) fire in ordinary sessions; D never fires, and R (replica)
+         * only when session_replication_role = replica: neither guards anything. */
+        const char *state = PQgetvalue(res, 0, 0);
+        if (strcmp(state, "O") != 0 && strcmp(state, "A") != 0)
+            audit_report_add(x->r, "ddl_guard_disabled", e->ddl_guard_trigger,
+                             strcmp(state, "R") == 0 ? "enabled for replica sessions only" : "disabled",
+                             "enabled (ENABLE or ENABLE ALWAYS)", NULL);
     }
     PQclear(res);
 }

@@ -194,41 +194,97 @@ static void test_compliant(void **state)
     free(out);
 }
 
+/* One violation each: SQL that makes it and undoes it, or a manifest whose staging entry is
+ * merged with "patch" (JSON), or both. "want" is the exact sorted list of finding ids. */
 static const struct {
-    const char *name, *do_sql, *undo_sql, *extra, *want;
+    const char *name, *do_sql, *undo_sql, *extra, *want, *patch;
 } violations[] = {
     { "RLS off on one table", "ALTER TABLE app.contracts DISABLE ROW LEVEL SECURITY",
-      "ALTER TABLE app.contracts ENABLE ROW LEVEL SECURITY", NULL, "policy_exists_rls_disabled" },
+      "ALTER TABLE app.contracts ENABLE ROW LEVEL SECURITY", NULL, "policy_exists_rls_disabled", NULL },
     { "table without RLS in public", "CREATE TABLE public.notes (id int)", "DROP TABLE public.notes", NULL,
-      "rls_disabled_in_public" },
+      "rls_disabled_in_public", NULL },
     { "a missing policy", "DROP POLICY contracts_app_client ON app.contracts",
       "CREATE POLICY contracts_app_client ON app.contracts FOR SELECT TO app_client "
-      "USING (client_id = app.current_client_id())", NULL, "policy_missing" },
+      "USING (client_id = app.current_client_id())", NULL, "policy_missing", NULL },
     { "an always-true write policy", "CREATE POLICY open_insert ON app.payments FOR INSERT TO app_client WITH CHECK (true)",
-      "DROP POLICY open_insert ON app.payments", NULL, "permissive_rls_policy" },
-    { "a superuser app role", "ALTER ROLE app SUPERUSER", "ALTER ROLE app NOSUPERUSER", NULL, "role_superuser" },
+      "DROP POLICY open_insert ON app.payments", NULL, "permissive_rls_policy", NULL },
+    { "a superuser app role", "ALTER ROLE app SUPERUSER", "ALTER ROLE app NOSUPERUSER", NULL, "role_superuser", NULL },
     { "a setting changed", "ALTER DATABASE " DB " SET log_statement = 'none'",
-      "ALTER DATABASE " DB " SET log_statement = 'ddl'", NULL, "setting_mismatch" },
-    { "a setting the cluster lacks", NULL, NULL, "manifest", "setting_mismatch" },
+      "ALTER DATABASE " DB " SET log_statement = 'ddl'", NULL, "setting_mismatch", NULL },
+    { "a setting the cluster lacks", NULL, NULL, "manifest", "setting_mismatch", NULL },
     { "the event trigger disabled", "ALTER EVENT TRIGGER pgsov_ddl_guard DISABLE",
-      "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE", NULL, "ddl_guard_disabled" },
-    { "a pending migration", NULL, NULL, "migrations", "migration_pending" },
+      "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE", NULL, "ddl_guard_disabled", NULL },
+    { "a pending migration", NULL, NULL, "migrations", "migration_pending", NULL },
     { "an extension in public", "CREATE EXTENSION pg_trgm SCHEMA public", "DROP EXTENSION pg_trgm", NULL,
-      "extension_in_public" },
+      "extension_in_public", NULL },
     { "an extension not allowed", "CREATE SCHEMA ext; CREATE EXTENSION hstore SCHEMA ext",
-      "DROP SCHEMA ext CASCADE", NULL, "extension_not_allowed" },
+      "DROP SCHEMA ext CASCADE", NULL, "extension_not_allowed", NULL },
     { "a security definer view", "CREATE VIEW public.client_names AS SELECT name FROM app.clients",
-      "DROP VIEW public.client_names", NULL, "security_definer_view" },
+      "DROP VIEW public.client_names", NULL, "security_definer_view", NULL },
     { "a mutable search_path function", "CREATE FUNCTION public.one() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-      "DROP FUNCTION public.one()", NULL, "function_search_path_mutable" },
+      "DROP FUNCTION public.one()", NULL, "function_search_path_mutable", NULL },
     { "a cpf column exposed", "CREATE TABLE public.pessoas (id int, nome text, cpf char(11)); "
-      "GRANT SELECT ON public.pessoas TO app_client", "DROP TABLE public.pessoas", NULL, "sensitive_columns_exposed" },
+      "GRANT SELECT ON public.pessoas TO app_client", "DROP TABLE public.pessoas", NULL, "sensitive_columns_exposed", NULL },
     { "auth.users exposed", "CREATE SCHEMA auth; CREATE TABLE auth.users (id int, email text); "
       "CREATE VIEW public.users_v WITH (security_invoker = true) AS SELECT id, email FROM auth.users; "
-      "GRANT SELECT ON public.users_v TO app_client", "DROP SCHEMA auth CASCADE", NULL, "auth_users_exposed" },
+      "GRANT SELECT ON public.users_v TO app_client", "DROP SCHEMA auth CASCADE", NULL, "auth_users_exposed", NULL },
     { "an object owned by a role not allowed", "CREATE SEQUENCE app.tickets; ALTER SEQUENCE app.tickets OWNER TO app",
-      "DROP SEQUENCE app.tickets", NULL, "object_owner_not_allowed" },
+      "DROP SEQUENCE app.tickets", NULL, "object_owner_not_allowed", NULL },
+    { "the event trigger for replica sessions only", "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE REPLICA",
+      "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE", NULL, "ddl_guard_disabled", NULL },
+    { "the event trigger missing", "ALTER EVENT TRIGGER pgsov_ddl_guard RENAME TO pgsov_ddl_guard_away",
+      "ALTER EVENT TRIGGER pgsov_ddl_guard_away RENAME TO pgsov_ddl_guard", NULL, "ddl_guard_missing", NULL },
+    { "a role that bypasses RLS", "ALTER ROLE app_user BYPASSRLS", "ALTER ROLE app_user NOBYPASSRLS", NULL,
+      "role_bypassrls", NULL },
+    { "a group role that can log in", "ALTER ROLE app_client LOGIN", "ALTER ROLE app_client NOLOGIN", NULL,
+      "role_can_login", NULL },
+    { "a required role missing", NULL, NULL, NULL, "role_missing",
+      "{\"roles\": {\"must_exist\": [\"app_user\", \"app_client\", \"pgsov_it_ghost\"]}}" },
+    { "a policy for other roles", "ALTER POLICY contracts_app_client ON app.contracts TO app_user",
+      "ALTER POLICY contracts_app_client ON app.contracts TO app_client", NULL, "policy_mismatch", NULL },
+    { "a policy the manifest does not declare",
+      "CREATE POLICY clients_extra ON app.clients FOR SELECT TO app_user USING (false)",
+      "DROP POLICY clients_extra ON app.clients", NULL, "policy_unexpected", "{\"rls\": {\"exhaustive\": true}}" },
+    { "RLS not forced on one table",
+      "ALTER TABLE app.clients FORCE ROW LEVEL SECURITY; ALTER TABLE app.proposals FORCE ROW LEVEL SECURITY; "
+      "ALTER TABLE app.installments FORCE ROW LEVEL SECURITY; ALTER TABLE app.payments FORCE ROW LEVEL SECURITY",
+      "ALTER TABLE app.clients NO FORCE ROW LEVEL SECURITY; ALTER TABLE app.proposals NO FORCE ROW LEVEL SECURITY; "
+      "ALTER TABLE app.installments NO FORCE ROW LEVEL SECURITY; ALTER TABLE app.payments NO FORCE ROW LEVEL SECURITY",
+      NULL, "rls_not_forced", "{\"rls\": {\"force\": true}}" },
+    { "an attestation of another environment", "UPDATE pgsov.environment_attestation SET environment = 'production'",
+      "UPDATE pgsov.environment_attestation SET environment = 'staging'", NULL, "attestation_mismatch", NULL },
+    { "no attestation", "CREATE TABLE pgsov.att_saved AS SELECT * FROM pgsov.environment_attestation; "
+      "DELETE FROM pgsov.environment_attestation",
+      "INSERT INTO pgsov.environment_attestation SELECT * FROM pgsov.att_saved; DROP TABLE pgsov.att_saved", NULL,
+      "attestation_missing", NULL },
+    { "no migration history", "ALTER TABLE pgsov.schema_migrations RENAME TO schema_migrations_away",
+      "ALTER TABLE pgsov.schema_migrations_away RENAME TO schema_migrations", NULL,
+      "migration_history_missing,migration_pending,migration_pending,migration_pending,migration_pending,"
+      "migration_pending", NULL },   /* every example file is pending without a history */
+    { "an extension version not allowed", "CREATE SCHEMA ext; CREATE EXTENSION pg_trgm SCHEMA ext",
+      "DROP SCHEMA ext CASCADE", NULL, "extension_version_mismatch",
+      "{\"extensions\": {\"allowed\": [{\"name\": \"pg_trgm\", \"versions\": [\"0.9\"]}]}}" },
+    { "a host the manifest does not allow", NULL, NULL, NULL, "host_not_allowed",
+      "{\"hosts\": [\"db.staging.invalid\"]}" },
 };
+
+/* The test manifest with its staging entry merged with patch; returns the variant's path. */
+static const char *manifest_variant(const char *patch)
+{
+    static char path[1300];
+    snprintf(path, sizeof path, "%s/manifest-variant.json", work);
+    json_error_t je;
+    json_t *root = json_load_file(manifest, 0, &je);
+    json_t *p = json_loads(patch, 0, &je);
+    if (!root || !p)
+        fail_msg("manifest variant: %s", je.text);
+    json_t *st = json_object_get(json_object_get(root, "environments"), "staging");
+    if (json_object_update_recursive(st, p) != 0 || json_dump_file(root, path, JSON_INDENT(2)) != 0)
+        fail_msg("cannot write %s", path);
+    json_decref(p);
+    json_decref(root);
+    return path;
+}
 
 static void test_violations(void **state)
 {
@@ -244,6 +300,9 @@ static void test_violations(void **state)
                  !strcmp(kind, "manifest") ? " " : !strcmp(kind, "migrations") ? " " : "");
         if (!strcmp(kind, "manifest"))
             strncat(extra, manifest_archive, sizeof extra - strlen(extra) - 1);
+        else if (violations[i].patch)
+            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " --manifest %s",
+                     manifest_variant(violations[i].patch));
         else if (!strcmp(kind, "migrations"))
             strncat(extra, pending_dir, sizeof extra - strlen(extra) - 1);
         char *out = NULL;
@@ -374,6 +433,29 @@ static void test_backups_unverified_and_cannot_run(void **state)
     free(out);
 }
 
+/* A section named otherwise finds its manifest entry through an alias or a canonical spelling. */
+static void test_manifest_entry_by_alias(void **state)
+{
+    (void)state;
+    const struct it_env *e = it_env();
+    char alias_ini[1300], text[1024];
+    snprintf(alias_ini, sizeof alias_ini, "%s/alias.ini", work);
+    snprintf(text, sizeof text,
+             "[proxy]\nclient_tls = disable\n\n[env.main]\naliases = qa, staging\nhost = localhost\n"
+             "port = %d\ndatabase = " DB "\nsslmode = verify-full\nsslrootcert = %s/ca.crt\n"
+             "host_patterns = localhost:%d\nrequire_approval = false\n",
+             e->dev_port, e->pki, e->dev_port);
+    it_write_file(alias_ini, text);
+    char *out = NULL;
+    int rc = it_sh(&out, "cd '%s' && PGPASSWORD='%s' '%s/pgsov' audit -c '%s' --env main --user postgres "
+                         "--manifest '%s' --migrations '%s/migrations' --backup-reply '%s' --format json "
+                         "--fail-on info 2>&1",
+                   work, e->superpass, e->bin, alias_ini, manifest, work, reply);
+    if (rc != 0 || !it_contains(out, "\"environment\": \"main\"") || !it_contains(out, "\"compliant\": true"))
+        fail_msg("[env.main] aliases = staging: exit %d\n%s", rc, out);
+    free(out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_json_shape),
         cmocka_unit_test(test_non_superuser),
         cmocka_unit_test(test_backups_unverified_and_cannot_run),
+        cmocka_unit_test(test_manifest_entry_by_alias),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
