@@ -13,8 +13,7 @@
 
 #define DB "pgsov_audit_it"
 
-static char work[1024], ini[1200], manifest[1200], manifest_archive[1200], reply[1200],
-    pending_dir[1200];
+static char work[1024], ini[1200], manifest[1200], manifest_archive[1200], reply[1200];
 
 static int run_audit(char **out, const char *user, const char *pass, const char *extra)
 {
@@ -114,7 +113,6 @@ static int setup(void **state)
     snprintf(manifest, sizeof manifest, "%s/manifest.json", work);
     snprintf(manifest_archive, sizeof manifest_archive, "%s/manifest-archive.json", work);
     snprintf(reply, sizeof reply, "%s/backups.json", work);
-    snprintf(pending_dir, sizeof pending_dir, "%s/migrations-pending", work);
 
     it_create_db("dev", DB, NULL);
     char text[4096];
@@ -125,9 +123,11 @@ static int setup(void **state)
              e->dev_port, e->pki, e->dev_port, work);
     it_write_file(ini, text);
     char *out = NULL;
-    if (it_sh(&out, "cp -r '%s/migrations' '%s/migrations' && cp -r '%s/migrations' '%s' && "
-                    "printf 'CREATE TABLE app.extra (id int);\\n' > '%s/0006_extra.sql'",
-              e->src, work, e->src, pending_dir, pending_dir) != 0)
+    if (it_sh(&out, "cd '%s' && cp -r '%s/migrations' migrations && cp -r migrations migrations-pending && "
+                    "printf 'CREATE TABLE app.extra (id int);\\n' > migrations-pending/0006_extra.sql && "
+                    "cp -r migrations migrations-drift && echo '-- edited' >> migrations-drift/0002_clients.sql && "
+                    "cp -r migrations migrations-unknown && rm migrations-unknown/0005_*",
+              work, e->src) != 0)
         fail_msg("copying migrations: %s", out);
     free(out);
     if (it_sh(&out, "cd '%s' && PGPASSWORD='%s' '%s/pgsov' migrate -c '%s' --env staging --user postgres && "
@@ -214,7 +214,11 @@ static const struct {
     { "a setting the cluster lacks", NULL, NULL, "manifest", "setting_mismatch", NULL },
     { "the event trigger disabled", "ALTER EVENT TRIGGER pgsov_ddl_guard DISABLE",
       "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE", NULL, "ddl_guard_disabled", NULL },
-    { "a pending migration", NULL, NULL, "migrations", "migration_pending", NULL },
+    { "a pending migration", NULL, NULL, "migrations-pending", "migration_pending", NULL },
+    { "an applied file changed", NULL, NULL, "migrations-drift", "migration_drift", NULL },
+    { "an applied file missing", NULL, NULL, "migrations-unknown", "migration_unknown", NULL },
+    { "point-in-time recovery required, the reply says off", NULL, NULL, NULL, "backup_pitr",
+      "{\"backups\": {\"pitr\": true}}" },
     { "an extension in public", "CREATE EXTENSION pg_trgm SCHEMA public", "DROP EXTENSION pg_trgm", NULL,
       "extension_in_public", NULL },
     { "an extension not allowed", "CREATE SCHEMA ext; CREATE EXTENSION hstore SCHEMA ext",
@@ -296,15 +300,15 @@ static void test_violations(void **state)
         char extra[2600];
         const char *kind = violations[i].extra ? violations[i].extra : "";
         /* --manifest / --migrations given again: the last one wins */
-        snprintf(extra, sizeof extra, "--format json --fail-on info %s%s%s", *kind ? "--" : "", kind,
-                 !strcmp(kind, "manifest") ? " " : !strcmp(kind, "migrations") ? " " : "");
         if (!strcmp(kind, "manifest"))
-            strncat(extra, manifest_archive, sizeof extra - strlen(extra) - 1);
+            snprintf(extra, sizeof extra, "--format json --fail-on info --manifest '%s'", manifest_archive);
         else if (violations[i].patch)
-            snprintf(extra + strlen(extra), sizeof extra - strlen(extra), " --manifest %s",
+            snprintf(extra, sizeof extra, "--format json --fail-on info --manifest '%s'",
                      manifest_variant(violations[i].patch));
-        else if (!strcmp(kind, "migrations"))
-            strncat(extra, pending_dir, sizeof extra - strlen(extra) - 1);
+        else if (!strncmp(kind, "migrations-", 11))
+            snprintf(extra, sizeof extra, "--format json --fail-on info --migrations '%s/%s'", work, kind);
+        else
+            snprintf(extra, sizeof extra, "--format json --fail-on info");
         char *out = NULL;
         int rc = run_super(&out, extra);
         char *ids = finding_ids(out);
