@@ -237,6 +237,22 @@ static const char *waiver_for(const struct audit_report *r, const char *id, cons
     return NULL;
 }
 
+/* The fix text with the environment's name where the generic text says "--env NAME", so the
+ * command in it can be pasted as it stands. */
+static char *fix_for(const struct audit_report *r, const char *fix)
+{
+    const char *at = strstr(fix, "--env NAME");
+    if (!at || !r->environment)
+        return strdup(fix);
+    size_t head = (size_t)(at - fix) + strlen("--env ");
+    const char *tail = at + strlen("--env NAME");
+    size_t n = head + strlen(r->environment) + strlen(tail) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%.*s%s%s", (int)head, fix, r->environment, tail);
+    return out;
+}
+
 static void add(struct audit_report *r, const char *id, const char *object, const char *found,
                 const char *expected, const char *fix, bool verified)
 {
@@ -262,7 +278,7 @@ static void add(struct audit_report *r, const char *id, const char *object, cons
     f->object = dup_or_empty(object);
     f->found = dup_or_empty(found);
     f->expected = dup_or_empty(expected);
-    f->fix = dup_or_empty(fix ? fix : defs[i].fix);
+    f->fix = fix_for(r, fix ? fix : defs[i].fix ? defs[i].fix : "");
     f->waived = w ? strdup(w) : NULL;
     f->verified = verified;
     f->level = verified ? level_for(r, i) : (r->env ? r->env->unverified_level : AUDIT_WARNING);

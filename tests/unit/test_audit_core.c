@@ -153,6 +153,24 @@ static struct audit_report *sample_report(void)
     return r;
 }
 
+/* A fix that names a command carries the audited environment, ready to paste. */
+static void test_fix_names_the_environment(void **state)
+{
+    (void)state;
+    struct audit_report *r = audit_report_new("staging", NULL);
+    assert_non_null(r);
+    audit_report_add(r, "attestation_missing", "pgsov.environment_attestation", "no row", "staging", NULL);
+    audit_report_add(r, "migration_pending", "0002_x", "pending", "applied", "Run `pgsov migrate --env NAME` now.");
+    audit_report_add(r, "rls_disabled_in_public", "public.t", "off", "on", NULL);
+    assert_int_equal(r->n_findings, 3);
+    assert_non_null(strstr(r->findings[0].fix, "pgsov migrate baseline --env staging`"));
+    assert_string_equal(r->findings[1].fix, "Run `pgsov migrate --env staging` now.");
+    assert_null(strstr(r->findings[2].fix, "--env"));
+    for (size_t i = 0; i < r->n_findings; i++)
+        assert_null(strstr(r->findings[i].fix, "--env NAME"));
+    audit_report_free(r);
+}
+
 static void test_render_json(void **state)
 {
     (void)state;
@@ -467,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_settings),
         cmocka_unit_test(test_sensitive_columns),
         cmocka_unit_test(test_backups),
+        cmocka_unit_test(test_fix_names_the_environment),
         cmocka_unit_test(test_migrations_compare),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
