@@ -526,6 +526,54 @@ static void refuse_connection(struct session *s, const char *why_detail)
     session_fatal(s, "28000", msg, why_detail, hint, "refused by rules");
 }
 
+/* A key given twice: PostgreSQL uses the last, the proxy would check the first. */
+static const char *duplicate_startup_key(const struct startup_packet *sp)
+{
+    for (int i = 0; i < sp->n_params; i++)
+        for (int j = i + 1; j < sp->n_params; j++)
+            if (!strcasecmp(sp->keys[i], sp->keys[j]))
+                return sp->keys[i];
+    return NULL;
+}
+
+/* Settings that change who the session is, as SET ROLE / SET SESSION AUTHORIZATION do. */
+static bool identity_setting(const char *name)
+{
+    return !strcasecmp(name, "role") || !strcasecmp(name, "session_authorization");
+}
+
+/* Reads every setting the startup packet asks the server to apply, as the server reads it:
+ * parameters other than user/database/options/replication, and every switch of options.
+ * Sets *lexing to the first one the guard's lexer cannot follow and *identity to the first that
+ * changes the session's role. Returns false when options cannot be read. */
+static bool startup_settings(const struct startup_packet *sp, const char *options, char *lexing,
+                             char *identity, size_t size)
+{
+    lexing[0] = identity[0] = '\0';
+    for (int i = 0; i < sp->n_params; i++) {
+        const char *k = sp->keys[i];
+        if (!strcmp(k, "user") || !strcmp(k, "database") || !strcmp(k, "options") ||
+            !strcmp(k, "replication") || !strncmp(k, "_pq_.", 5))
+            continue;
+        if (!lexing[0] && unsafe_lexing_setting(k, sp->values[i]))
+            snprintf(lexing, size, "%s", k);
+        if (!identity[0] && identity_setting(k))
+            snprintf(identity, size, "%s", k);
+    }
+    struct wire_options_iter it = { .options = options };
+    char name[128], value[1024];
+    int rc;
+    while (options && (rc = wire_options_next(&it, name, sizeof name, value, sizeof value)) != 0) {
+        if (rc < 0)
+            return false;
+        if (!lexing[0] && unsafe_lexing_setting(name, value))
+            snprintf(lexing, size, "%s", name);
+        if (!identity[0] && identity_setting(name))
+            snprintf(identity, size, "%s", name);
+    }
+    return true;
+}
+
 /* Builds the StartupMessage for the upstream from the client's: the real database, without
  * pgsov.env and without _pq_ options. Also routes: env, user, rule. Returns false when it
  * has already answered the client. */
@@ -551,6 +599,14 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
     if (!database || !*database)
         database = user;
 
+    const char *dup = duplicate_startup_key(sp);
+    if (dup) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "pgsov: startup parameter \"%.64s\" given more than once", dup);
+        session_fatal(s, "08P01", msg, "The server would use the last value, the proxy checks one.",
+                      "Send each startup parameter once.", "duplicate startup parameter");
+        return false;
+    }
     const char *replication = startup_get(sp, "replication");
     if (replication && strcasecmp(replication, "false") != 0 && strcasecmp(replication, "off") != 0 &&
         strcmp(replication, "0") != 0) {
@@ -596,30 +652,22 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
     if (!real_db)
         real_db = env->database;
 
-    /* Lexing settings the guard cannot follow are refused before anything reaches the server. */
-    if (cfg->guard) {
-        char val[128];
-        const char *bad = NULL;
-        for (int i = 0; i < sp->n_params && !bad; i++)
-            if (unsafe_lexing_setting(sp->keys[i], sp->values[i]))
-                bad = sp->keys[i];
-        if (!bad && options) {
-            if (wire_options_get(options, "client_encoding", val, sizeof val) == 1 &&
-                unsafe_lexing_setting("client_encoding", val))
-                bad = "client_encoding";
-            else if (wire_options_get(options, "standard_conforming_strings", val, sizeof val) == 1 &&
-                     unsafe_lexing_setting("standard_conforming_strings", val))
-                bad = "standard_conforming_strings";
-        }
-        if (bad) {
-            char msg[200];
-            snprintf(msg, sizeof msg, "pgsov: %s may not be changed through this proxy", bad);
-            session_fatal(s, "0A000", msg,
-                          "The statement guard reads SQL as the server would with "
-                          "standard_conforming_strings = on and client_encoding = UTF8.",
-                          "Connect with the defaults (client_encoding=UTF8).", "lexing setting");
-            return false;
-        }
+    /* Lexing settings the guard cannot follow are refused before anything reaches the server;
+     * a role set at startup waits for the rule (it needs class privileged, as SET ROLE does). */
+    char lexing[128], identity[128];
+    if (!startup_settings(sp, options, lexing, identity, sizeof lexing)) {
+        session_fatal(s, "08P01", "pgsov: the options startup parameter is too long or malformed",
+                      NULL, NULL, "bad options");
+        return false;
+    }
+    if (cfg->guard && lexing[0]) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "pgsov: %s may not be changed through this proxy", lexing);
+        session_fatal(s, "0A000", msg,
+                      "The statement guard reads SQL as the server would with "
+                      "standard_conforming_strings = on and client_encoding = UTF8.",
+                      "Connect with the defaults (client_encoding=UTF8).", "lexing setting");
+        return false;
     }
 
     /* Rules: deny by default. */
@@ -638,6 +686,20 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
         char why[300];
         snprintf(why, sizeof why, "denied by %s:%d", r->file, r->line);
         refuse_connection(s, why);
+        return false;
+    }
+    if (cfg->guard && identity[0] && !(r->classes & CLASS_BIT(CLASS_PRIVILEGED))) {
+        char msg[300], detail[300], hint[400], id[24];
+        snprintf(msg, sizeof msg, "pgsov: privileged startup setting %s refused for user \"%s\" in "
+                 "environment \"%s\" (%s:%d)", identity, s->user, s->env_name, r->file, r->line);
+        snprintf(detail, sizeof detail, "Setting %s at startup changes the session's role, as SET ROLE "
+                 "does; the rule does not grant privileged.", identity);
+        snprintf(hint, sizeof hint, "Connect without -c %s, or grant class privileged in %s:%d.",
+                 identity, r->file, r->line);
+        id_text(s, id, sizeof id);
+        log_event(LOG_WARN, "refused", "session", id, "src", s->source, "user", s->user,
+                  "env", s->env_name, "reason", "privileged startup setting", NULL);
+        session_fatal(s, "42501", msg, detail, hint, "privileged startup setting");
         return false;
     }
     s->rule = r;

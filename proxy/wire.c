@@ -5,6 +5,7 @@
 
 #include <arpa/inet.h>
 #include <event2/buffer.h>
+#include <ctype.h>
 #include <string.h>
 
 static uint32_t get32(const uint8_t *p)
@@ -300,10 +301,59 @@ static int options_find(const char *options, const char *name, char *value, size
     return rc;
 }
 
-int wire_options_get(const char *options, const char *name, char *value, size_t value_size)
+/* The switches of PostgreSQL 15's process_postgres_switches() that take an argument: its getopt
+ * string is "B:bc:C:D:d:EeFf:h:ijk:lN:nOPp:r:S:sTt:v:W:-:". 'c' and '-' carry NAME=VALUE. */
+static bool switch_takes_argument(char ch)
 {
-    size_t a, b;
-    return options ? options_find(options, name, value, value_size, &a, &b) : 0;
+    return ch && strchr("BcCDdfhkNprStvW-", ch) != NULL;
+}
+
+/* NAME=VALUE as ParseLongOption reads it: '-' in the name is '_'; names are case-insensitive. */
+static int split_setting(const char *arg, char *name, size_t name_size, char *value, size_t value_size)
+{
+    const char *eq = strchr(arg, '=');
+    size_t n = eq ? (size_t)(eq - arg) : strlen(arg);
+    if (n + 1 > name_size || (eq && strlen(eq + 1) + 1 > value_size))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        name[i] = arg[i] == '-' ? '_' : (char)tolower((unsigned char)arg[i]);
+    name[n] = '\0';
+    if (eq)
+        strcpy(value, eq + 1);
+    else
+        value[0] = '\0';
+    return 1;
+}
+
+int wire_options_next(struct wire_options_iter *it, char *name, size_t name_size, char *value,
+                      size_t value_size)
+{
+    char word[1024];
+    size_t start;
+    int rc;
+    while ((rc = next_option_word(it->options, &it->pos, &start, word, sizeof word)) == 1) {
+        if (it->pending) {                       /* the argument of the previous word's switch */
+            char sw = it->pending;
+            it->pending = 0;
+            if (sw == 'c' || sw == '-')
+                return split_setting(word, name, name_size, value, value_size);
+            continue;
+        }
+        if (word[0] != '-' || !word[1] || strcmp(word, "--") == 0)
+            continue;                            /* not a switch: the server refuses it */
+        for (size_t i = 1; word[i]; i++) {       /* clustered, as getopt reads them: -ec x=y */
+            if (!switch_takes_argument(word[i]))
+                continue;
+            if (word[i + 1]) {
+                if (word[i] == 'c' || word[i] == '-')
+                    return split_setting(word + i + 1, name, name_size, value, value_size);
+            } else {
+                it->pending = word[i];
+            }
+            break;
+        }
+    }
+    return rc;
 }
 
 int wire_options_take(const char *options, const char *name, char *value, size_t value_size,

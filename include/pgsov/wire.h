@@ -76,8 +76,19 @@ int wire_sasl_without_plus(const uint8_t *body, uint32_t len, struct evbuffer *o
 int wire_options_take(const char *options, const char *name, char *value, size_t value_size,
                       char *rest, size_t rest_size);
 
-/* Value of `-c NAME=VALUE` in options without removing it (1 found, 0 not, -1 bad). */
-int wire_options_get(const char *options, const char *name, char *value, size_t value_size);
+/* Every NAME=VALUE setting the server would apply from a libpq options string, in order, read
+ * as PostgreSQL's getopt reads it: -c NAME=VALUE, -cNAME=VALUE, --NAME=VALUE, and clustered
+ * switches (-ec NAME=VALUE). NAME comes back lowercased with '-' as '_'; a setting without '='
+ * gives an empty value. Returns 1 per setting, 0 at the end, -1 when a word or buffer is too
+ * long. Start with { .options = str }. */
+struct wire_options_iter {
+    const char *options;
+    size_t pos;
+    char pending;               /* a switch whose argument is the next word */
+};
+int wire_options_next(struct wire_options_iter *it, char *name, size_t name_size, char *value,
+                      size_t value_size);
+
 
 /* ---- builders ------------------------------------------------------------------------- */
 

@@ -78,7 +78,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         text[size] = '\0';
         char val[256], rest[512];
         (void)wire_options_take(text, "pgsov.env", val, sizeof val, rest, sizeof rest);
-        (void)wire_options_get(text, "client_encoding", val, sizeof val);
+        struct wire_options_iter it = { .options = text };
+        char name[64];
+        for (int k = 0; k < 10000 && wire_options_next(&it, name, sizeof name, val, sizeof val) == 1; k++)
+            ;
         free(text);
     }
     return 0;

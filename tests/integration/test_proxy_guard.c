@@ -520,6 +520,67 @@ static void test_lexing_settings_refused(void **state)
     }
 }
 
+/* A role set at startup is SET ROLE before the first statement: it needs class privileged, in
+ * every way the server would read it. A startup key given twice is refused (the server uses the
+ * last, a check reads one). */
+static void test_privileged_startup_settings(void **state)
+{
+    (void)state;
+    struct it_proxy p2;
+    it_proxy_start(&p2, NULL, "allow production all app any default\n"
+                              "allow production all migrator any default,privileged\n");
+    static const char *const refused[] = {
+        "-c role=app", "-cROLE=app", "--role=app", "-ec role=app", "-c session-authorization=app",
+        "-c application_name=x -c role=app",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        PGconn *c = it_proxy_connect(&p2, "dbname=" DB " user=app password=app-secret "
+                                     "options='-c pgsov.env=production %s'", refused[i]);
+        if (PQstatus(c) != CONNECTION_BAD || !it_contains(PQerrorMessage(c), "privileged startup setting") ||
+            !it_contains(PQerrorMessage(c), ":1)"))
+            fail_msg("options %s: status %d: %s", refused[i], PQstatus(c), PQerrorMessage(c));
+        PQfinish(c);
+    }
+    /* a rule that grants privileged lets it through, and the server applies it */
+    PGconn *c = it_proxy_connect(&p2, "dbname=" DB " user=migrator password=migrator-secret "
+                                 "options='-c pgsov.env=production -c role=migrator'");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("migrator with privileged: %s", PQerrorMessage(c));
+    char *v = it_value(c, "SELECT current_setting('role')");
+    assert_string_equal(v, "migrator");
+    free(v);
+    PQfinish(c);
+
+    /* what libpq will not send: role as a startup key, and keys given twice */
+    static const char *const raw[][7] = {
+        { "user", "app", "database", "production", "role", "app", NULL },
+        { "user", "app", "database", "production", "ROLE", "app", NULL },
+        { "user", "app", "database", "production", "replication", "false", NULL },
+    };
+    static const char *const want_state[] = { "42501", "42501", "08P01" };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        const char *kv[9];
+        memcpy(kv, raw[i], sizeof raw[i]);
+        if (i == 2) {                            /* replication=false, then =true */
+            kv[6] = "replication";
+            kv[7] = "true";
+            kv[8] = NULL;
+        }
+        int fd = it_raw_connect(p2.port);
+        uint8_t pkt[512], body[1024];
+        size_t n = it_raw_startup(pkt, sizeof pkt, 196608, kv);
+        assert_int_equal(it_raw_send(fd, pkt, n), 0);
+        char type;
+        uint32_t len;
+        assert_int_equal(it_raw_read_msg(fd, &type, body, sizeof body - 1, &len, 3000), 1);
+        const char *code = type == 'E' ? it_raw_field(body, len, 'C') : NULL;
+        if (!code || strcmp(code, want_state[i]) != 0)
+            fail_msg("raw startup %zu: got '%c' %s, want E %s", i, type, code ? code : "-", want_state[i]);
+        close(fd);
+    }
+    it_proxy_stop(&p2, SIGTERM, 5000);
+}
+
 /* ---- COPY --------------------------------------------------------------------------------------- */
 
 static void test_copy_classes(void **state)
@@ -744,6 +805,7 @@ int main(void)
         cmocka_unit_test(test_pipeline_like_server_error),
         cmocka_unit_test(test_multi_statement_commits_nothing),
         cmocka_unit_test(test_lexing_settings_refused),
+        cmocka_unit_test(test_privileged_startup_settings),
         cmocka_unit_test(test_copy_classes),
         cmocka_unit_test(test_prepare_execute_read_only),
         cmocka_unit_test(test_other_classes_refused),

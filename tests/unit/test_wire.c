@@ -270,10 +270,38 @@ static void test_options(void **state)
     char value[4], rest[256];
     assert_int_equal(wire_options_take("-c pgsov.env=production", "pgsov.env", value, sizeof value,
                                        rest, sizeof rest), -1);
-    char v2[32];
-    assert_int_equal(wire_options_get("-c client_encoding=LATIN1", "client_encoding", v2, sizeof v2), 1);
-    assert_string_equal(v2, "LATIN1");
-    assert_int_equal(wire_options_get("-c client-encoding=LATIN1", "client_encoding", v2, sizeof v2), 1);
+}
+
+/* Every setting the server would apply from options, read as its getopt reads them. */
+static void test_options_next(void **state)
+{
+    static const struct { const char *opts, *want; } cases[] = {
+        { "-c client_encoding=LATIN1", "client_encoding=LATIN1;" },
+        { "-c client-encoding=LATIN1", "client_encoding=LATIN1;" },
+        { "-cROLE=admin --Session-Authorization=x", "role=admin;session_authorization=x;" },
+        { "-ec role=admin", "role=admin;" },                   /* clustered: -e, then -c ARG */
+        { "-Pcrole=admin", "role=admin;" },
+        { "-e-role=admin", "role=admin;" },                    /* '-' is a switch with an argument */
+        { "-S role=admin -c a=1", "a=1;" },                    /* role=admin is -S's argument */
+        { "-B -c -c x=1", "x=1;" },                            /* -B takes "-c" as its argument */
+        { "role=admin -- -c b=2", "b=2;" },                   /* non-switch words are not settings */
+        { "-c search_path=a\\ b -c x", "search_path=a b;x=;" },
+        { "-c a=1 -c", "a=1;" },
+        { "", "" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct wire_options_iter it = { .options = cases[i].opts };
+        char name[64], value[64], got[256] = "";
+        int rc;
+        while ((rc = wire_options_next(&it, name, sizeof name, value, sizeof value)) == 1)
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s=%s;", name, value);
+        assert_int_equal(rc, 0);
+        if (strcmp(got, cases[i].want) != 0)
+            fail_msg("options \"%s\": got \"%s\", want \"%s\"", cases[i].opts, got, cases[i].want);
+    }
+    struct wire_options_iter it = { .options = "-c a_very_long_name_indeed=1" };
+    char name[8], value[8];
+    assert_int_equal(wire_options_next(&it, name, sizeof name, value, sizeof value), -1);
 }
 
 static void test_builders_roundtrip(void **state)
@@ -338,6 +366,7 @@ int main(void)
         cmocka_unit_test(test_error_fields),
         cmocka_unit_test(test_sasl_filter),
         cmocka_unit_test(test_options),
+        cmocka_unit_test(test_options_next),
         cmocka_unit_test(test_builders_roundtrip),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
