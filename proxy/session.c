@@ -1744,6 +1744,41 @@ static bool span_take(uint32_t *left, size_t avail, size_t *off)
     return *left == 0;
 }
 
+/* COPY FROM STDIN in the extended protocol: the server ignores every Sync it reads in copy-in
+ * mode, and libpq's Sync right behind the Execute arrives when it is already there; only the
+ * Sync after CopyDone/CopyFail gets a ReadyForQuery. Syncs are counted as the client sends
+ * them; when copy data shows that the Execute before them started a copy, they are taken back,
+ * and Syncs during the copy are not counted. */
+static void track_copy_in(struct session *s, char type)
+{
+    switch (type) {
+    case 'E':
+        s->after_execute = true;
+        s->syncs_after_execute = 0;
+        break;
+    case 'S':
+        if (s->after_execute)
+            s->syncs_after_execute++;
+        break;
+    case 'H':
+        break;
+    case 'd': case 'c': case 'f':
+        if (!s->copy_in) {
+            uint32_t ignored = s->after_execute ? s->syncs_after_execute : 0;
+            s->pending_ready -= ignored < s->pending_ready ? ignored : s->pending_ready;
+            s->copy_in = true;
+        }
+        if (type != 'd')
+            s->copy_in = false;
+        s->after_execute = false;
+        s->syncs_after_execute = 0;
+        break;
+    default:
+        s->after_execute = false;
+        break;
+    }
+}
+
 static void relay_from_client(struct session *s)
 {
     struct evbuffer *in = bufferevent_get_input(s->client);
@@ -1781,8 +1816,9 @@ static void relay_from_client(struct session *s)
             s->paused_for_refusals = true;
             break;
         }
-        if (type == 'Q' || type == 'S' || type == 'F')
+        if ((type == 'Q' || type == 'S' || type == 'F') && !(type == 'S' && s->copy_in))
             s->pending_ready++;
+        track_copy_in(s, type);
         if (inspect && (type == 'Q' || type == 'P' || type == 'F')) {
             if (avail - off < 1 + (size_t)len) {
                 if (type == 'Q' || type == 'F')
@@ -1874,18 +1910,21 @@ static void relay_from_server(struct session *s)
             break;
         uint8_t hdr[5];
         peek_at(in, off, hdr, 5);
-        char type = (char)hdr[0];
-        uint32_t len = get32(hdr + 1);
-        if (len < 4) {
+        char type;
+        uint32_t len;
+        struct pgsov_err err;
+        if (wire_message_header(hdr, WIRE_MAX_MESSAGE_LEN, &type, &len, &err) != 0) {
             if (off)
                 forward(in, s->client, client_direct_fd(s), off);
-            session_fatal(s, "08P01", "pgsov: invalid message from the upstream", NULL, NULL,
+            session_fatal(s, "08P01", "pgsov: invalid message from the upstream", err.msg, NULL,
                           "bad upstream message");
             return;
         }
         if (type == 'Z' || type == 'S' || (type == 'E' && s->refusals)) {
-            if (len > 64 * 1024 && type != 'E') {
-                s->server_left = 1 + len;   /* not a real ParameterStatus/ReadyForQuery */
+            if (len > 64 * 1024) {
+                /* not a real ParameterStatus/ReadyForQuery, nor a marked error: streamed */
+                s->bytes_from_server += 1 + len;
+                s->server_left = 1 + len;
                 continue;
             }
             if (avail - off < 1 + (size_t)len)
@@ -1897,6 +1936,9 @@ static void relay_from_server(struct session *s)
                 s->txn_status = (char)st;
                 if (s->pending_ready)
                     s->pending_ready--;
+                s->ready_received++;
+                if (s->refusals)
+                    session_guard_ready(s);
             } else {
                 if (off) {
                     forward(in, s->client, client_direct_fd(s), off);

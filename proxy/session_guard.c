@@ -112,12 +112,16 @@ static void audit_statement(struct session *s, const char *event, enum stmt_clas
 
 /* Queues a refusal; the caller writes its marked statement with write_substitute() once
  * everything before the refused message has gone to the server. */
-static void queue_refusal(struct session *s, const char *message, const char *detail, const char *hint)
+static void queue_refusal(struct session *s, char type, const char *message, const char *detail,
+                          const char *hint)
 {
     uint32_t seq = ++s->refusal_seq;
     struct refusal *r = calloc(1, sizeof *r);
     if (r) {
         r->seq = seq;
+        /* A Query or FunctionCall is its own unit (already counted in pending_ready); a Parse
+         * belongs to the unit its batch's coming Sync closes. */
+        r->unit = s->ready_received + s->pending_ready + (type == 'P' ? 1 : 0);
         r->message = strdup(message);
         r->detail = detail ? strdup(detail) : NULL;
         r->hint = hint ? strdup(hint) : NULL;
@@ -183,7 +187,7 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
                  "it contains a backslash and was pipelined behind unfinished statements",
                  s->user, s->env_name);
         audit_statement(s, "refused", CLASS_UNKNOWN, CLASS_BIT(CLASS_UNKNOWN), sql);
-        queue_refusal(s, msg, "A statement still running could change "
+        queue_refusal(s, type, msg, "A statement still running could change "
                            "standard_conforming_strings or client_encoding, and with them what a "
                            "backslash means; the guard cannot know how the server will read this text.",
                            "Send it after the previous results have arrived, or pass the value as a parameter.");
@@ -196,7 +200,7 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
                  "standard_conforming_strings = on and client_encoding = UTF8.",
                  s->lexing_unsafe ? s->lexing_reason : "This statement changes standard_conforming_strings or client_encoding");
         audit_statement(s, "refused", worst, classes, type == 'F' ? NULL : sql);
-        queue_refusal(s, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
+        queue_refusal(s, type, msg, detail, "Keep the defaults for these settings in sessions that go through pgsov.");
         return false;
     }
     class_set denied = classes & ~r->classes;
@@ -222,7 +226,7 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
         log_event(LOG_WARN, "statement_refused", "session", id, "user", s->user,
                   "upstream_user", s->upstream_user, "env", s->env_name, "class", stmt_class_name(bad), NULL);
         audit_statement(s, "refused", bad, classes, type == 'F' ? NULL : sql);
-        queue_refusal(s, msg, detail, hint);
+        queue_refusal(s, type, msg, detail, hint);
         return false;
     }
     if (type != 'F') {
@@ -237,6 +241,31 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
 }
 
 /* Swaps a marked server error for the refusal it stands for. Returns true when handled. */
+static void refusal_free(struct refusal *r)
+{
+    free(r->message);
+    free(r->detail);
+    free(r->hint);
+    free(r);
+}
+
+/* Takes the oldest refusal off the queue. */
+static void refusal_pop(struct session *s)
+{
+    struct refusal *r = s->refusals;
+    s->refusals = r->next;
+    if (!s->refusals)
+        s->refusals_tail = NULL;
+    s->n_refusals--;
+    refusal_free(r);
+}
+
+void session_guard_ready(struct session *s)
+{
+    while (s->refusals && s->refusals->unit <= s->ready_received)
+        refusal_pop(s);
+}
+
 bool session_guard_replace_error(struct session *s, const uint8_t *body, uint32_t len, struct evbuffer *out)
 {
     struct wire_error_fields f;
@@ -249,45 +278,23 @@ bool session_guard_replace_error(struct session *s, const uint8_t *body, uint32_
         return false;
     uint32_t seq = (uint32_t)strtoul(at + strlen(mark), NULL, 10);
     /* Refusals older than seq were skipped by the server (an earlier error in their batch). */
-    while (s->refusals && s->refusals->seq < seq) {
-        struct refusal *old = s->refusals;
-        s->refusals = old->next;
-        free(old->message);
-        free(old->detail);
-        free(old->hint);
-        free(old);
-        s->n_refusals--;
-    }
+    while (s->refusals && s->refusals->seq < seq)
+        refusal_pop(s);
     if (!s->refusals || s->refusals->seq != seq) {
         /* Its text could not be kept (out of memory): still a refusal, never the marker. */
-        if (!s->refusals)
-            s->refusals_tail = NULL;
         wire_error_response(out, "ERROR", "42501", "pgsov: statement refused", NULL, NULL);
         return true;
     }
     struct refusal *r = s->refusals;
-    s->refusals = r->next;
-    if (!s->refusals)
-        s->refusals_tail = NULL;
-    s->n_refusals--;
     wire_error_response(out, "ERROR", "42501", r->message, r->detail, r->hint);
-    free(r->message);
-    free(r->detail);
-    free(r->hint);
-    free(r);
+    refusal_pop(s);
     return true;
 }
 
 void session_guard_free(struct session *s)
 {
-    while (s->refusals) {
-        struct refusal *r = s->refusals;
-        s->refusals = r->next;
-        free(r->message);
-        free(r->detail);
-        free(r->hint);
-        free(r);
-    }
+    while (s->refusals)
+        refusal_pop(s);
     while (s->prepared) {
         struct prepared_name *p = s->prepared;
         s->prepared = p->next;

@@ -43,6 +43,8 @@ struct proxy_auth {
 struct refusal {                 /* a refusal whose marked server error has not come back */
     struct refusal *next;
     uint32_t seq;
+    uint64_t unit;                 /* ready_received when the ReadyForQuery that closes its
+                                      Query or Sync unit has come: done, answered or skipped */
     char *message, *detail, *hint;
 };
 
@@ -99,6 +101,10 @@ struct session {
     uint32_t client_left, server_left;  /* bytes of the current message still to stream */
     char txn_status;                    /* 'I', 'T', 'E' from ReadyForQuery */
     uint32_t pending_ready;             /* Q/S/F forwarded minus ReadyForQuery received */
+    uint64_t ready_received;            /* ReadyForQuery messages from the server so far */
+    bool after_execute;                 /* the last client message (bar Sync/Flush) was Execute */
+    uint32_t syncs_after_execute;       /* Syncs since it: ignored if it started a copy-in */
+    bool copy_in;                       /* the client is sending COPY data */
     bool lexing_unsafe;
     char lexing_reason[160];
     bool batch_open;                    /* extended-protocol messages forwarded since the last Sync */
@@ -154,6 +160,11 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
 /* Writes to the server, in place of the refused message of this type, a marked statement that
  * fails at parse analysis where the refused one would have run. */
 void session_guard_substitute(struct session *s, char type);
+
+/* A ReadyForQuery from the server (counted in ready_received): refusals of the units it closes
+ * whose marked error never came (the server skipped them: an aborted transaction, an earlier
+ * error in the batch) are done, so they no longer count against MAX_PENDING_REFUSALS. */
+void session_guard_ready(struct session *s);
 
 /* An ErrorResponse from the server while refusals are pending: when it is the marked error of
  * the oldest one, writes the proxy's own ErrorResponse (42501, rule, hint) to out instead and

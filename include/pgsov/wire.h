@@ -41,6 +41,11 @@ int wire_parse_startup(const uint8_t *pkt, uint32_t len, struct startup_packet *
 
 const char *startup_get(const struct startup_packet *sp, const char *key);
 
+/* The bound for what the upstream sends: PostgreSQL builds a message in one allocation, and
+ * its allocations stop below 1 GB; a little room for the framing of a maximal row. Without it
+ * a length near 4 GB would overflow the relay's 32-bit counters. */
+#define WIRE_MAX_MESSAGE_LEN ((1u << 30) + 4096u)
+
 /* Regular message header: type and length (includes the length word, so >= 4, and
  * <= max). */
 int wire_message_header(const uint8_t hdr[5], uint32_t max, char *type, uint32_t *len,

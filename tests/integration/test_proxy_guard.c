@@ -747,6 +747,58 @@ static void test_many_refusals_in_flight(void **state)
     PQfinish(c);
 }
 
+/* Refusals the server never runs (inside an aborted transaction block every statement gets
+ * 25P02) are done at their ReadyForQuery: far more of them than MAX_PENDING_REFUSALS (1024)
+ * leave the session usable, and ROLLBACK goes through. */
+static void test_skipped_refusals_are_retired(void **state)
+{
+    (void)state;
+    PGconn *c = via_proxy("app", "app-secret");
+    it_exec(c, "BEGIN");
+    PGresult *r = PQexec(c, "SELECT 1/0");
+    assert_string_equal(it_sqlstate(r), "22012");
+    PQclear(r);
+    for (int i = 0; i < 1100; i++) {
+        r = PQexec(c, "DROP TABLE it_t");
+        if (strcmp(it_sqlstate(r), "25P02") != 0)
+            fail_msg("refused statement %d in an aborted block: %s", i, it_sqlstate(r));
+        PQclear(r);
+    }
+    it_exec(c, "ROLLBACK");
+    char *v = it_value(c, "SELECT count(*) FROM it_t");
+    assert_string_equal(v, "10");
+    free(v);
+    PQfinish(c);
+}
+
+/* COPY FROM STDIN in the extended protocol: the server ignores libpq's Sync behind the Execute.
+ * The proxy must not count it as a statement in flight: a later text with a backslash (refused
+ * only while something is in flight) goes through, as on a direct connection. */
+static void test_extended_copy_leaves_nothing_in_flight(void **state)
+{
+    (void)state;
+    PGconn *c = via_proxy("app", "app-secret");
+    for (int round = 0; round < 2; round++) {
+        PGresult *r = PQexecParams(c, "COPY it_w (tag, n) FROM STDIN", 0, NULL, NULL, NULL, NULL, 0);
+        assert_int_equal(PQresultStatus(r), PGRES_COPY_IN);
+        PQclear(r);
+        assert_int_equal(PQputCopyData(c, "ext-copy\t1\n", 11), 1);
+        assert_int_equal(PQputCopyEnd(c, round ? "abandoned" : NULL), 1);
+        r = PQgetResult(c);
+        assert_int_equal(PQresultStatus(r), round ? PGRES_FATAL_ERROR : PGRES_COMMAND_OK);
+        PQclear(r);
+        assert_null(PQgetResult(c));
+        char *v = it_value(c, "SELECT E'a\\\\b'");
+        assert_string_equal(v, "a\\b");
+        free(v);
+    }
+    char *v = it_value(c, "SELECT count(*) FROM it_w WHERE tag = 'ext-copy'");
+    assert_string_equal(v, "1");
+    free(v);
+    it_exec(c, "DELETE FROM it_w WHERE tag = 'ext-copy'");
+    PQfinish(c);
+}
+
 /* A lexing setting the server itself reports (a database default): nothing is let through. */
 static void test_server_side_lexing_setting(void **state)
 {
@@ -810,6 +862,8 @@ int main(void)
         cmocka_unit_test(test_prepare_execute_read_only),
         cmocka_unit_test(test_other_classes_refused),
         cmocka_unit_test(test_many_refusals_in_flight),
+        cmocka_unit_test(test_skipped_refusals_are_retired),
+        cmocka_unit_test(test_extended_copy_leaves_nothing_in_flight),
         cmocka_unit_test(test_server_side_lexing_setting),
         cmocka_unit_test(test_refusal_with_client_statement_named_like_substitute),
     };

@@ -2,7 +2,10 @@
  * pgsov-proxy: cancel (57014 within a second), the extended protocol (PQexecParams,
  * PQprepare/PQexecPrepared), pipeline mode, multi-statement simple queries, COPY in and out of
  * 100 MB with a checksum, LISTEN/NOTIFY between two proxy sessions, a 1M-row result. */
+#include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -415,6 +418,116 @@ static void test_upstream_down(void **state)
     assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* ---- an upstream that lies about a length --------------------------------------------------- */
+
+struct liar {
+    int listen_fd;
+    uint32_t bad_len;
+};
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    for (size_t got = 0; got < n;) {
+        struct pollfd p = { .fd = fd, .events = POLLIN };
+        if (poll(&p, 1, 5000) != 1)
+            return -1;
+        ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* Accepts one connection, logs it in (AuthenticationOk, ReadyForQuery), and answers its first
+ * message with a DataRow whose length word is bad_len. */
+static void *liar_main(void *arg)
+{
+    struct liar *l = arg;
+    struct pollfd p = { .fd = l->listen_fd, .events = POLLIN };
+    if (poll(&p, 1, 10000) != 1)
+        return NULL;
+    int fd = accept(l->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    uint8_t hdr[5], body[8192];
+    if (read_full(fd, hdr, 4) == 0) {
+        uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        if (n >= 8 && n - 4 <= sizeof body && read_full(fd, body, n - 4) == 0) {
+            static const uint8_t hello[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I' };
+            send(fd, hello, sizeof hello, MSG_NOSIGNAL);
+            if (read_full(fd, hdr, 5) == 0) {
+                uint8_t lie[5 + 16] = { 'D', (uint8_t)(l->bad_len >> 24), (uint8_t)(l->bad_len >> 16),
+                                        (uint8_t)(l->bad_len >> 8), (uint8_t)l->bad_len };
+                send(fd, lie, sizeof lie, MSG_NOSIGNAL);
+                char sink[4096];
+                while (read_full(fd, sink, 1) == 0)
+                    ;   /* until the proxy closes */
+            }
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+/* An upstream whose message length is absurd (near 4 GB, or below 4) ends that one session with
+ * 08P01, at once, and the proxy goes on serving others. */
+static void test_upstream_bad_length(void **state)
+{
+    (void)state;
+    static const uint32_t lies[] = { 0xFFFFFFFFu, 0xFFFFFFFBu, 3 };
+    for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
+        struct liar l = { .listen_fd = socket(AF_INET, SOCK_STREAM, 0), .bad_len = lies[i] };
+        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t alen = sizeof a;
+        assert_int_equal(bind(l.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
+        assert_int_equal(listen(l.listen_fd, 4), 0);
+        assert_int_equal(getsockname(l.listen_fd, (struct sockaddr *)&a, &alen), 0);
+        int port = ntohs(a.sin_port);
+        char ini[2048];
+        snprintf(ini, sizeof ini,
+                 "[proxy]\nlisten = 127.0.0.1:@PORT@\nrules = @RULES@\nclient_tls = disable\nworkers = 1\n"
+                 "[env.development]\nhost = 127.0.0.1\nport = %d\ndatabase = postgres\nsslmode = disable\n"
+                 "host_patterns = 127.0.0.1:%d\n"
+                 "[env.production]\nhost = localhost\nport = @PROD_PORT@\ndatabase = postgres\n"
+                 "sslmode = verify-full\nsslrootcert = @PKI@/ca.crt\nhost_patterns = localhost:@PROD_PORT@\n",
+                 port, port);
+        struct it_proxy p;
+        it_proxy_start_ini(&p, ini, "allow all all app any default\n");
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, liar_main, &l), 0);
+        PGconn *c = it_proxy_connect(&p, "dbname=development user=app password=app-secret");
+        if (PQstatus(c) != CONNECTION_OK)
+            fail_msg("login through the liar: %s", PQerrorMessage(c));
+        assert_int_equal(PQsendQuery(c, "SELECT 1"), 1);
+        double t0 = it_now_ms();
+        bool done = false;
+        while (!done && it_now_ms() - t0 < 5000) {
+            struct pollfd pf = { .fd = PQsocket(c), .events = POLLIN };
+            poll(&pf, 1, 200);
+            if (!PQconsumeInput(c) || !PQisBusy(c))
+                done = true;
+        }
+        if (!done)
+            fail_msg("length %#x: no answer within 5 s (the worker is stuck)", lies[i]);
+        PGresult *r = PQgetResult(c);
+        if (!r || PQresultStatus(r) != PGRES_FATAL_ERROR ||
+            !it_contains(PQresultErrorMessage(r), "invalid message from the upstream"))
+            fail_msg("length %#x: %s", lies[i], r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        /* the same worker still serves */
+        c = it_proxy_connect(&p, "dbname=production user=app password=app-secret");
+        char *v = it_value(c, "SELECT 41 + 1");
+        assert_string_equal(v, "42");
+        free(v);
+        PQfinish(c);
+        assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+        pthread_join(t, NULL);
+        close(l.listen_fd);
+    }
+}
+
 /* The other direction: a server that does not read (COPY waiting for a lock) must not make the
  * proxy buffer what a fast client sends. */
 static void test_backpressure_slow_server(void **state)
@@ -527,6 +640,7 @@ int main(void)
         cmocka_unit_test(test_backpressure_slow_reader),
         cmocka_unit_test(test_backpressure_slow_server),
         cmocka_unit_test(test_upstream_down),
+        cmocka_unit_test(test_upstream_bad_length),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
