@@ -1443,6 +1443,8 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
         };
         if (!s->auth && !(s->auth = calloc(1, sizeof *s->auth)))
             return upstream_login_fail(s, "out of memory");
+        if (s->auth->client)             /* a second exchange would orphan the first */
+            return upstream_login_fail(s, "upstream started a second SASL exchange");
         s->auth->client = scram_client_begin(&params, &err);
         if (!s->auth->client || scram_client_first(s->auth->client, &out, &out_len, &err) != 0)
             return upstream_login_fail(s, err.msg);
