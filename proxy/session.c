@@ -689,7 +689,7 @@ static bool route_startup(struct session *s, const struct startup_packet *sp)
         return false;
     }
     if (cfg->guard && identity[0] && !(r->classes & CLASS_BIT(CLASS_PRIVILEGED))) {
-        char msg[300], detail[300], hint[400], id[24];
+        char msg[800], detail[400], hint[800], id[24];
         snprintf(msg, sizeof msg, "pgsov: privileged startup setting %s refused for user \"%s\" in "
                  "environment \"%s\" (%s:%d)", identity, s->user, s->env_name, r->file, r->line);
         snprintf(detail, sizeof detail, "Setting %s at startup changes the session's role, as SET ROLE "
