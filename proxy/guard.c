@@ -221,6 +221,23 @@ void guard_resolve_execute(struct guard_verdict *v, class_set recorded)
     v->worst = guard_worst_class(v->classes);
 }
 
+enum stmt_class guard_classify_function_call(uint32_t oid)
+{
+    /* pg_proc OIDs of PostgreSQL's catalog (fixed since 9.x/11 for the 64-bit ones): the
+     * functions libpq's lo_* API calls through fastpath. lo_import (764, 767) and lo_export
+     * (765) are not among them: they read and write server files. */
+    static const uint32_t large_object_fns[] = {
+        715,  /* lo_create */   952, /* lo_open */   953, /* lo_close */   954, /* loread */
+        955,  /* lowrite */     956, /* lo_lseek */  957, /* lo_creat */   958, /* lo_tell */
+        964,  /* lo_unlink */   1004, /* lo_truncate */ 3170, /* lo_lseek64 */
+        3171, /* lo_tell64 */   3172, /* lo_truncate64 */
+    };
+    for (size_t i = 0; i < sizeof large_object_fns / sizeof large_object_fns[0]; i++)
+        if (large_object_fns[i] == oid)
+            return CLASS_FUNCTION;
+    return CLASS_PRIVILEGED;
+}
+
 /* ---- privileged functions ----------------------------------------------------------- */
 
 const char *const guard_default_privileged_functions[] = {
@@ -228,6 +245,7 @@ const char *const guard_default_privileged_functions[] = {
     "dblink", "dblink_exec", "dblink_connect", "dblink_connect_u", "dblink_send_query",
     "dblink_open", "dblink_fetch", "dblink_get_result",
     "query_to_xml", "query_to_xmlschema", "query_to_xml_and_xmlschema", "cursor_to_xml",
+    "ts_stat", "ts_rewrite", "crosstab", "crosstab2", "crosstab3", "crosstab4",
     /* server files */
     "lo_import", "lo_export", "pg_read_file", "pg_read_binary_file", "pg_ls_dir",
     "pg_stat_file", "pg_ls_logdir", "pg_ls_waldir", "pg_ls_tmpdir", "pg_ls_archive_statusdir",
@@ -472,20 +490,28 @@ struct guard *guard_new(const struct guard_options *opt)
                                            : GUARD_DEFAULT_MAX_STATEMENT_LENGTH;
     g->cache_max_text = opt->cache_max_text ? opt->cache_max_text : GUARD_DEFAULT_CACHE_MAX_TEXT;
 
-    const char *const *names = opt->privileged_functions;
-    size_t n = opt->n_privileged_functions;
-    if (!names) {
-        names = guard_default_privileged_functions;
-        for (n = 0; names[n]; n++)
-            ;
-    }
-    g->funcs = calloc(n ? n : 1, sizeof *g->funcs);
+    /* The configured list, where the entry "default" stands for the built-in one (so a site
+     * adds its own functions without dropping ours); no list: the built-in one. */
+    static const char *const just_default[] = { "default" };
+    const char *const *names = opt->privileged_functions ? opt->privileged_functions : just_default;
+    size_t n = opt->privileged_functions ? opt->n_privileged_functions : 1;
+    size_t n_builtin = 0, total = 0;
+    while (guard_default_privileged_functions[n_builtin])
+        n_builtin++;
+    for (size_t i = 0; i < n; i++)
+        total += names[i] && strcasecmp(names[i], "default") == 0 ? n_builtin : 1;
+    g->funcs = calloc(total ? total : 1, sizeof *g->funcs);
     if (!g->funcs)
         goto fail;
-    for (size_t i = 0; i < n; i++)
-        if (!names[i] || priv_func_set(&g->funcs[i], names[i]) < 0)
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i])
             goto fail;
-    g->n_funcs = n;
+        bool builtin = strcasecmp(names[i], "default") == 0;
+        for (size_t k = 0; k < (builtin ? n_builtin : 1); k++)
+            if (priv_func_set(&g->funcs[g->n_funcs++],
+                              builtin ? guard_default_privileged_functions[k] : names[i]) < 0)
+                goto fail;
+    }
 
     if (cache_init(&g->exact, opt->cache_entries, &g->stats.evictions) < 0 ||
         cache_init(&g->masked, opt->masked_cache_off ? 0 : opt->cache_entries,
@@ -642,11 +668,22 @@ static void check_set_lexing(struct walk *w, json_t *set)
         w->lexing_change = true;
 }
 
+/* role and session_authorization change who the session is: SET, or a default for later
+ * sessions (ALTER ROLE/DATABASE ... SET), is SET ROLE. */
+static bool sets_identity(struct walk *w, json_t *set)
+{
+    const char *name = member_str(set, "name");
+    if (!name || (strcasecmp(name, "role") != 0 && strcasecmp(name, "session_authorization") != 0))
+        return false;
+    walk_add(w, CLASS_PRIVILEGED);
+    return true;
+}
+
 static void handle_set(struct walk *w, json_t *set)
 {
     const char *name = member_str(set, "name");
-    if (name && (strcasecmp(name, "role") == 0 || strcasecmp(name, "session_authorization") == 0))
-        walk_add(w, CLASS_PRIVILEGED);
+    if (sets_identity(w, set))
+        ;
     else if (name && strcmp(name, "TRANSACTION") == 0)
         walk_add(w, CLASS_TRANSACTION);     /* SET TRANSACTION ISOLATION LEVEL / SNAPSHOT */
     else
@@ -704,31 +741,37 @@ static void handle_func_call(struct walk *w, json_t *call)
 
 /* EXPLAIN executes its statement only with ANALYZE (not "ANALYZE false/off/0/no"). Reading
  * the option's value (ANALYZE 0, ANALYZE 'off') reads a literal. */
+static bool explain_option_true(struct walk *w, json_t *arg)
+{
+    if (!arg)
+        return true;
+    w->read_literal = true;
+    const char *s = member_str(json_object_get(arg, "String"), "sval");
+    if (!s)
+        s = const_string(arg);
+    if (s && (strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0 ||
+              strcasecmp(s, "no") == 0 || strcmp(s, "0") == 0))
+        return false;
+    json_t *iv = json_object_get(arg, "Integer");
+    if (iv && json_integer_value(json_object_get(iv, "ival")) == 0)
+        return false;
+    return true;
+}
+
+/* ExplainQuery reads the options in order and does not refuse a repeated one: the last
+ * ANALYZE decides (EXPLAIN (ANALYZE false, ANALYZE true) executes). */
 static bool explain_analyzes(struct walk *w, json_t *options)
 {
     size_t i;
     json_t *opt;
+    bool analyze = false;
     json_array_foreach(options, i, opt) {
         json_t *def = json_object_get(opt, "DefElem");
         const char *defname = member_str(def, "defname");
-        if (!defname || strcmp(defname, "analyze") != 0)
-            continue;
-        json_t *arg = json_object_get(def, "arg");
-        if (!arg)
-            return true;
-        w->read_literal = true;
-        const char *s = member_str(json_object_get(arg, "String"), "sval");
-        if (!s)
-            s = const_string(arg);
-        if (s && (strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0 ||
-                  strcasecmp(s, "no") == 0 || strcmp(s, "0") == 0))
-            return false;
-        json_t *iv = json_object_get(arg, "Integer");
-        if (iv && json_integer_value(json_object_get(iv, "ival")) == 0)
-            return false;
-        return true;
+        if (defname && strcmp(defname, "analyze") == 0)
+            analyze = explain_option_true(w, json_object_get(def, "arg"));
     }
-    return false;
+    return analyze;
 }
 
 static void handle_explain(struct walk *w, json_t *body)
@@ -815,6 +858,19 @@ static void handle_insert(struct walk *w, json_t *body)
     }
 }
 
+/* A one-argument function can be called as a field: (c).pg_read_file, t.c.lo_import. The
+ * parser tries a column first and then the function, so a privileged name in field position
+ * is a privileged call. */
+static void check_field_call(struct walk *w, json_t *fields, bool last_only)
+{
+    size_t n = json_array_size(fields);
+    for (size_t i = last_only && n ? n - 1 : 0; i < n; i++) {
+        const char *name = member_str(json_object_get(json_array_get(fields, i), "String"), "sval");
+        if (name && priv_func_match(w->g, NULL, name))
+            walk_add(w, CLASS_PRIVILEGED);
+    }
+}
+
 static void walk_node(struct walk *w, const char *type, json_t *body)
 {
     if (strcmp(type, "FuncCall") == 0) {
@@ -822,6 +878,16 @@ static void walk_node(struct walk *w, const char *type, json_t *body)
         walk_value(w, body);
         return;
     }
+    if (strcmp(type, "A_Indirection") == 0)
+        check_field_call(w, json_object_get(body, "indirection"), false);
+    else if (strcmp(type, "ColumnRef") == 0 && json_array_size(json_object_get(body, "fields")) >= 2)
+        check_field_call(w, json_object_get(body, "fields"), true);
+    else if (strcmp(type, "CallStmt") == 0)
+        handle_func_call(w, json_object_get(body, "funccall"));   /* held without its type name */
+    else if (strcmp(type, "DropStmt") == 0 &&
+             strcmp(member_str(body, "removeType") ? member_str(body, "removeType") : "",
+                    "OBJECT_EVENT_TRIGGER") == 0)
+        walk_add(w, CLASS_PRIVILEGED);      /* as ALTER EVENT TRIGGER: it removes a server guard */
     const struct node_rule *r = type[0] >= 'A' && type[0] <= 'Z' ? node_rule_find(type) : NULL;
     if (!r) {
         walk_value(w, body);                /* an expression or clause: look inside */
@@ -835,9 +901,7 @@ static void walk_node(struct walk *w, const char *type, json_t *body)
         return;
     case SP_SELECT:
         walk_add(w, CLASS_READ);
-        if (json_object_get(body, "intoClause"))
-            walk_add(w, CLASS_DDL);         /* SELECT ... INTO creates a table */
-        walk_value(w, body);
+        walk_value(w, body);                /* its INTO, in any branch: walk_value */
         return;
     case SP_INSERT:
         handle_insert(w, body);
@@ -869,10 +933,12 @@ static void walk_node(struct walk *w, const char *type, json_t *body)
         return;
     case SP_ALTER_ROLE_SET:
         walk_add(w, CLASS_ROLE);
+        sets_identity(w, json_object_get(body, "setstmt"));
         check_set_lexing(w, json_object_get(body, "setstmt"));
         return;
     case SP_ALTER_DATABASE_SET:
         walk_add(w, CLASS_DDL);
+        sets_identity(w, json_object_get(body, "setstmt"));
         check_set_lexing(w, json_object_get(body, "setstmt"));
         return;
     case SP_ALTER_SYSTEM:
@@ -905,6 +971,10 @@ static void walk_value(struct walk *w, json_t *v)
         const char *key;
         json_t *child;
         json_object_foreach(v, key, child) {
+            /* SELECT ... INTO creates a table; in a UNION/INTERSECT/EXCEPT it sits in the
+             * leftmost branch, a SelectStmt the tree holds without its type name */
+            if (strcmp(key, "intoClause") == 0 && json_is_object(child))
+                walk_add(w, CLASS_DDL);
             if (json_is_object(child) && key[0] >= 'A' && key[0] <= 'Z')
                 walk_node(w, key, child);
             else if (json_is_object(child) || json_is_array(child))

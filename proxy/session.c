@@ -1833,20 +1833,24 @@ static void relay_from_client(struct session *s)
             const uint8_t *msg = message_at(in, off, 1 + len, &copy);
             const char *sql = NULL, *name;
             size_t sql_len = 0;
+            uint32_t fn_oid = 0;
             int ok = msg ? 0 : -1;
             if (msg && type == 'Q')
                 ok = wire_parse_query(msg + 5, len - 4, &sql, &sql_len);
             else if (msg && type == 'P')
                 ok = wire_parse_parse(msg + 5, len - 4, &name, &sql, &sql_len);
+            else if (msg)
+                ok = wire_parse_function_call(msg + 5, len - 4, &fn_oid);
             if (ok != 0) {
                 free(copy);
                 if (off)
                     forward(in, s->server, server_direct_fd(s), off);
-                session_fatal(s, "08P01", "pgsov: malformed Query or Parse message", NULL, NULL, "bad message");
+                session_fatal(s, "08P01", "pgsov: malformed Query, Parse or FunctionCall message", NULL,
+                              NULL, "bad message");
                 return;
             }
             s->bytes_from_client += 1 + len;
-            bool allowed = session_guard_message(s, type, sql, sql_len);
+            bool allowed = session_guard_message(s, type, sql, sql_len, fn_oid);
             free(copy);
             if (type == 'P')
                 s->batch_open = true;

@@ -149,7 +149,8 @@ void session_guard_substitute(struct session *s, char type)
 
 /* Decides one SQL-carrying message. Returns true to forward it unchanged; false when it has
  * queued a refusal (the caller then writes the substitute in the message's place). */
-bool session_guard_message(struct session *s, char type, const char *sql, size_t sql_len)
+bool session_guard_message(struct session *s, char type, const char *sql, size_t sql_len,
+                           uint32_t fn_oid)
 {
     const struct rule *r = s->rule;
     char msg[400], detail[400];
@@ -159,8 +160,8 @@ bool session_guard_message(struct session *s, char type, const char *sql, size_t
     bool lexing = false;
 
     if (type == 'F') {
-        classes = CLASS_BIT(CLASS_FUNCTION);
-        worst = CLASS_FUNCTION;
+        worst = guard_classify_function_call(fn_oid);
+        classes = CLASS_BIT(worst);
         memset(&v, 0, sizeof v);
     } else {
         guard_classify(worker_guard(s->w), sql, sql_len, &v);

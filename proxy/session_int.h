@@ -152,10 +152,12 @@ static inline const char *tls_text(const struct session *s, char *buf, size_t si
 
 /* ---- the statement guard's side of a session (session_guard.c) ---------------------------- */
 
-/* A Query ('Q'), Parse ('P') or FunctionCall ('F') whose SQL is sql: true when the session's
+/* A Query ('Q'), Parse ('P') or FunctionCall ('F', naming function fn_oid) whose SQL is sql:
+ * true when the session's
  * rule allows it (audited when its class is ddl, role or privileged); false when it is refused,
  * with the refusal queued for session_guard_substitute() and the audit line written. */
-bool session_guard_message(struct session *s, char type, const char *sql, size_t sql_len);
+bool session_guard_message(struct session *s, char type, const char *sql, size_t sql_len,
+                           uint32_t fn_oid);
 
 /* Writes to the server, in place of the refused message of this type, a marked statement that
  * fails at parse analysis where the refused one would have run. */

@@ -125,6 +125,14 @@ int wire_parse_query(const uint8_t *body, uint32_t len, const char **sql, size_t
     return 0;
 }
 
+int wire_parse_function_call(const uint8_t *body, uint32_t len, uint32_t *oid)
+{
+    if (len < 4 + 2 + 2 + 2)
+        return -1;
+    *oid = get32(body);
+    return 0;
+}
+
 int wire_parse_parse(const uint8_t *body, uint32_t len, const char **name, const char **sql,
                      size_t *sql_len)
 {

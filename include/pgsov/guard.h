@@ -81,6 +81,11 @@ void guard_classify(struct guard *g, const char *sql, size_t len, struct guard_v
  * session recorded for that name at PREPARE time, and recomputes worst. */
 void guard_resolve_execute(struct guard_verdict *v, class_set recorded);
 
+/* The fastpath FunctionCall message names its function by OID. The large-object functions
+ * libpq calls that way (lo_open, loread, lowrite, lo_creat, ...) are CLASS_FUNCTION; any other
+ * OID could be set_config, lo_import or pg_read_file, and is CLASS_PRIVILEGED. */
+enum stmt_class guard_classify_function_call(uint32_t oid);
+
 /* The most dangerous class in set (order: unknown, privileged, role, ddl, function, write,
  * maintenance, session, transaction, read); CLASS_READ for the empty set. */
 enum stmt_class guard_worst_class(class_set set);

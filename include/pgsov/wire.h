@@ -56,6 +56,10 @@ int wire_message_header(const uint8_t hdr[5], uint32_t max, char *type, uint32_t
 /* 'Q': one NUL-terminated string filling the body. */
 int wire_parse_query(const uint8_t *body, uint32_t len, const char **sql, size_t *sql_len);
 
+/* FunctionCall ('F'): the function's OID. -1 when the body is shorter than its fixed part
+ * (OID, argument format count, argument count, result format). */
+int wire_parse_function_call(const uint8_t *body, uint32_t len, uint32_t *oid);
+
 /* 'P': statement name, query, int16 count, oids. */
 int wire_parse_parse(const uint8_t *body, uint32_t len, const char **name, const char **sql,
                      size_t *sql_len);

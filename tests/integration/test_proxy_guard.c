@@ -706,6 +706,46 @@ static void test_other_classes_refused(void **state)
     assert_int_equal(super_count("SELECT count(*) FROM pg_largeobject_metadata"), 0);
 }
 
+/* A rule that grants class function: fastpath calls of libpq's large-object functions pass,
+ * any other function OID is privileged (set_config by OID is SET ROLE). */
+static void test_fastpath_by_oid(void **state)
+{
+    (void)state;
+    struct it_proxy p2;
+    it_proxy_start(&p2, NULL, "allow production all app any default,function\n");
+    PGconn *c = it_proxy_connect(&p2, "dbname=" DB " user=app password=app-secret "
+                                 "options='-c pgsov.env=production'");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("%s", PQerrorMessage(c));
+    it_exec(c, "BEGIN");
+    Oid lo = lo_creat(c, 0x20000 | 0x40000);
+    if (lo == 0)
+        fail_msg("lo_creat through a function rule: %s", PQerrorMessage(c));
+    int fd = lo_open(c, lo, 0x20000);
+    assert_true(fd >= 0);
+    assert_int_equal(lo_write(c, fd, "pgsov", 5), 5);
+    assert_int_equal(lo_close(c, fd), 0);
+    assert_int_equal(lo_unlink(c, lo), 1);
+    it_exec(c, "COMMIT");
+    /* set_config('role', 'postgres', false) by OID 2078 */
+    PQArgBlock args[3] = {
+        { .len = 4, .isint = 0, .u.ptr = (int *)"role" },
+        { .len = 8, .isint = 0, .u.ptr = (int *)"postgres" },
+        { .len = 1, .isint = 0, .u.ptr = (int *)"\0" },
+    };
+    char result[64];
+    int result_len = 0;
+    PGresult *r = PQfn(c, 2078, (int *)result, &result_len, 0, args, 3);
+    if (PQresultStatus(r) != PGRES_FATAL_ERROR || !it_contains(PQresultErrorMessage(r), "privileged statement refused"))
+        fail_msg("set_config by fastpath: %s %s", PQresStatus(PQresultStatus(r)), PQresultErrorMessage(r));
+    PQclear(r);
+    char *who = it_value(c, "SELECT current_user");
+    assert_string_equal(who, "app");
+    free(who);
+    PQfinish(c);
+    it_proxy_stop(&p2, SIGTERM, 5000);
+}
+
 /* Many batches in flight, each with a refusal, alternating classes: every error arrives in
  * order with the text of its own statement. (More than the proxy keeps texts for at once:
  * test_proxy_inflight.c.) */
@@ -861,6 +901,7 @@ int main(void)
         cmocka_unit_test(test_copy_classes),
         cmocka_unit_test(test_prepare_execute_read_only),
         cmocka_unit_test(test_other_classes_refused),
+        cmocka_unit_test(test_fastpath_by_oid),
         cmocka_unit_test(test_many_refusals_in_flight),
         cmocka_unit_test(test_skipped_refusals_are_retired),
         cmocka_unit_test(test_extended_copy_leaves_nothing_in_flight),

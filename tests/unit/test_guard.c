@@ -125,6 +125,30 @@ static const struct {
     enum stmt_class worst;
     int n_statements;
 } class_cases[] = {
+    /* found in review: each of these ran DDL, a write or a privileged call on a real server */
+    { "SELECT 1 AS a INTO t2 UNION SELECT 2",                       R | D, CLASS_DDL, 1 },
+    { "SELECT * INTO t9 FROM t EXCEPT SELECT * FROM t",             R | D, CLASS_DDL, 1 },
+    { "(SELECT 1 INTO t2) UNION SELECT 2",                          R | D, CLASS_DDL, 1 },
+    { "EXPLAIN (ANALYZE false, ANALYZE true) CREATE TABLE t3 AS SELECT 1", R | D, CLASS_DDL, 1 },
+    { "EXPLAIN (ANALYZE 0, ANALYZE 1) DELETE FROM t",               W, CLASS_WRITE, 1 },
+    { "EXPLAIN (ANALYZE 'off', ANALYZE 'on') DELETE FROM t",        W, CLASS_WRITE, 1 },
+    { "EXPLAIN (ANALYZE true, ANALYZE false) DELETE FROM t",        R, CLASS_READ, 1 },
+    { "SELECT (c).pg_read_file FROM (SELECT 'PG_VERSION'::text c) s", R | P, CLASS_PRIVILEGED, 1 },
+    { "SELECT (c).LO_IMPORT FROM (SELECT '/etc/hostname'::text c) s", R | P, CLASS_PRIVILEGED, 1 },
+    { "SELECT s.c.pg_terminate_backend FROM s",                     R | P, CLASS_PRIVILEGED, 1 },
+    { "SELECT t.id, t.note FROM t",                                 R, CLASS_READ, 1 },
+    { "SELECT * FROM ts_stat('SELECT to_tsvector(set_config(''role'',''admin'',false))')",
+                                                                    R | P, CLASS_PRIVILEGED, 1 },
+    { "SELECT ts_rewrite('a'::tsquery, 'SELECT 1')",                R | P, CLASS_PRIVILEGED, 1 },
+    { "SELECT * FROM crosstab('select 1') AS ct(a int)",            R | P, CLASS_PRIVILEGED, 1 },
+    { "CALL public.dblink_exec('host=x', 'drop table t')",          F | P, CLASS_PRIVILEGED, 1 },
+    { "CALL app.close_month(1)",                                    F, CLASS_FUNCTION, 1 },
+    { "ALTER DATABASE d SET role = admin",                          D | P, CLASS_PRIVILEGED, 1 },
+    { "ALTER DATABASE d SET session_authorization = admin",         D | P, CLASS_PRIVILEGED, 1 },
+    { "ALTER ROLE r SET role = admin",                              RO | P, CLASS_PRIVILEGED, 1 },
+    { "ALTER ROLE r IN DATABASE d SET search_path = app",           RO, CLASS_ROLE, 1 },
+    { "DROP EVENT TRIGGER pgsov_ddl_guard",                         D | P, CLASS_PRIVILEGED, 1 },
+    { "DROP TABLE t",                                               D, CLASS_DDL, 1 },
     /* plain forms */
     { "select 1",                                                   R, CLASS_READ, 1 },
     { "SELECT u.id, p.title FROM users u JOIN posts p ON p.user_id = u.id WHERE u.id = $1",
@@ -590,6 +614,26 @@ static void test_custom_function_list(void **state)
         classify(g, cases[i].sql, &v);
         if (v.classes != cases[i].want)
             fail_classes(cases[i].sql, v.classes, cases[i].want, v.reason);
+    }
+    guard_free(g);
+
+    /* "default" in the list stands for the built-in one: add, do not replace */
+    static const char *const extended[] = { "DEFAULT", "myschema.evil" };
+    opt.privileged_functions = extended;
+    opt.n_privileged_functions = 2;
+    g = guard_new(&opt);
+    assert_non_null(g);
+    static const struct { const char *sql; class_set want; } cases2[] = {
+        { "select myschema.evil()",        R | P },
+        { "select dblink('a', 'b')",       R | P },
+        { "select * from ts_stat('x')",    R | P },
+        { "select other_fn(1)",            R },
+    };
+    for (size_t i = 0; i < sizeof cases2 / sizeof cases2[0]; i++) {
+        struct guard_verdict v;
+        classify(g, cases2[i].sql, &v);
+        if (v.classes != cases2[i].want)
+            fail_classes(cases2[i].sql, v.classes, cases2[i].want, v.reason);
     }
     guard_free(g);
 
