@@ -148,6 +148,10 @@ static const char *const app_ddl[] = {
     "GRANT ALL ON it_t TO PUBLIC",
     "DO $$ BEGIN EXECUTE 'DROP TABLE it_t'; END $$",
     "CREATE TABLE it_exec AS EXECUTE it_sel",
+    "SELECT 1 AS x INTO it_union UNION SELECT 2",
+    "(SELECT 1 AS x INTO it_union2) EXCEPT SELECT 2",
+    "EXPLAIN (ANALYZE false, ANALYZE true) CREATE TABLE it_ex2 AS SELECT 1 AS x",
+    "DROP EVENT TRIGGER it_log_ddl",
 };
 
 static void expect_refused(PGconn *c, const char *sql, const char *user)
