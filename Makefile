@@ -39,7 +39,7 @@ $(error unit and integration tests share names: $(DUP_TESTS); rename one of each
 endif
 
 .SECONDARY:
-.PHONY: all deps demo test unit integration asan bench clean fuzz check-deps
+.PHONY: all deps demo demo-check test unit integration asan bench clean fuzz check-deps
 all: $(BIN)/pgsov-proxy $(BIN)/pgsov
 
 $(BUILD)/%.o: %.c
@@ -82,10 +82,15 @@ unit: $(UNIT_BINS)
 integration: all $(ITEST_BINS)
 	@PGSOV_BIN=$(abspath $(BIN)) PGSOV_BUILD=$(abspath $(BUILD)) tests/integration/run.sh $(ITEST_BINS)
 
+# The README's `make demo`, driven as a user would: start it, paste its lines, stop it.
+demo-check: all
+	@tests/demo_check.sh
+
 test: deps
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory demo-check
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan BIN=build/asan/bin OPT=-O1 \
