@@ -590,17 +590,35 @@ static void test_resolve_execute(void **state)
 
 /* ---- privileged function list ----------------------------------------------------- */
 
+struct function_case {
+    const char *sql;
+    class_set want;
+};
+
+/* A guard with this privileged_functions list classifies each case's SQL as it wants. */
+static void expect_with_functions(const char *const *funcs, size_t n_funcs,
+                                  const struct function_case *cases, size_t n_cases)
+{
+    struct guard_options opt;
+    guard_options_default(&opt);
+    opt.privileged_functions = funcs;
+    opt.n_privileged_functions = n_funcs;
+    struct guard *g = guard_new(&opt);
+    assert_non_null(g);
+    for (size_t i = 0; i < n_cases; i++) {
+        struct guard_verdict v;
+        classify(g, cases[i].sql, &v);
+        if (v.classes != cases[i].want)
+            fail_classes(cases[i].sql, v.classes, cases[i].want, v.reason);
+    }
+    guard_free(g);
+}
+
 static void test_custom_function_list(void **state)
 {
     (void)state;
     static const char *const funcs[] = { "myschema.evil", "Other_Fn" };
-    struct guard_options opt;
-    guard_options_default(&opt);
-    opt.privileged_functions = funcs;
-    opt.n_privileged_functions = 2;
-    struct guard *g = guard_new(&opt);
-    assert_non_null(g);
-    static const struct { const char *sql; class_set want; } cases[] = {
+    static const struct function_case cases[] = {
         { "select myschema.evil()",        R | P },
         { "select evil()",                 R | P },   /* search_path may reach myschema */
         { "select elsewhere.evil()",       R },
@@ -609,34 +627,22 @@ static void test_custom_function_list(void **state)
         { "select dblink('a', 'b')",       R },       /* the list replaces the default */
         { "select set_config('role', 'x', false)", R | P },   /* built in, not from the list */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct guard_verdict v;
-        classify(g, cases[i].sql, &v);
-        if (v.classes != cases[i].want)
-            fail_classes(cases[i].sql, v.classes, cases[i].want, v.reason);
-    }
-    guard_free(g);
+    expect_with_functions(funcs, 2, cases, sizeof cases / sizeof cases[0]);
 
     /* "default" in the list stands for the built-in one: add, do not replace */
     static const char *const extended[] = { "DEFAULT", "myschema.evil" };
-    opt.privileged_functions = extended;
-    opt.n_privileged_functions = 2;
-    g = guard_new(&opt);
-    assert_non_null(g);
-    static const struct { const char *sql; class_set want; } cases2[] = {
+    static const struct function_case cases2[] = {
         { "select myschema.evil()",        R | P },
         { "select dblink('a', 'b')",       R | P },
         { "select * from ts_stat('x')",    R | P },
         { "select other_fn(1)",            R },
     };
-    for (size_t i = 0; i < sizeof cases2 / sizeof cases2[0]; i++) {
-        struct guard_verdict v;
-        classify(g, cases2[i].sql, &v);
-        if (v.classes != cases2[i].want)
-            fail_classes(cases2[i].sql, v.classes, cases2[i].want, v.reason);
-    }
-    guard_free(g);
+    expect_with_functions(extended, 2, cases2, sizeof cases2 / sizeof cases2[0]);
 
+    struct guard_options opt;
+    guard_options_default(&opt);
+    opt.privileged_functions = funcs;
+    struct guard *g;
     opt.n_privileged_functions = 0;              /* empty list */
     g = guard_new(&opt);
     assert_non_null(g);
