@@ -234,6 +234,8 @@ static const struct {
       "GRANT SELECT ON public.users_v TO app_client", "DROP SCHEMA auth CASCADE", NULL, "auth_users_exposed", NULL },
     { "an object owned by a role not allowed", "CREATE SEQUENCE app.tickets; ALTER SEQUENCE app.tickets OWNER TO app",
       "DROP SEQUENCE app.tickets", NULL, "object_owner_not_allowed", NULL },
+    { "RLS enabled without a policy", "CREATE TABLE app.notes (id int); ALTER TABLE app.notes ENABLE ROW LEVEL SECURITY",
+      "DROP TABLE app.notes", NULL, "rls_enabled_no_policy", NULL },
     { "the event trigger for replica sessions only", "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE REPLICA",
       "ALTER EVENT TRIGGER pgsov_ddl_guard ENABLE", NULL, "ddl_guard_disabled", NULL },
     { "the event trigger missing", "ALTER EVENT TRIGGER pgsov_ddl_guard RENAME TO pgsov_ddl_guard_away",
