@@ -1399,10 +1399,21 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
     const char *out;
     size_t out_len;
     bool tls = s->snap->upstreams[s->env_index].ssl_ctx != NULL;
+    /* Only a verified certificate proves who the upstream is; without one, only a completed
+     * SCRAM exchange does (its server signature needs the password's keys). */
+    enum sslmode mode = cfg_of(s)->envs[s->env_index].sslmode;
+    bool identity_verified = mode == SSLMODE_VERIFY_CA || mode == SSLMODE_VERIFY_FULL;
 
     if (code == 0) {                     /* AuthenticationOk: now the client may know */
         if (s->auth && s->auth->client)
             return upstream_login_fail(s, "upstream accepted the login before SCRAM completed");
+        if (pw && !identity_verified && !(s->auth && s->auth->upstream_proved)) {
+            char why[300];
+            snprintf(why, sizeof why, "upstream accepted the login without proving it knows the "
+                     "password, over a link whose server is not verified (sslmode = %s); use "
+                     "sslmode = verify-full, or a SCRAM-SHA-256 role", sslmode_name(mode));
+            return upstream_login_fail(s, why);
+        }
         send_auth_request(s, 0, NULL, 0);
         return true;
     }
@@ -1419,6 +1430,13 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
         return true;
     case 5: {                            /* MD5 */
         char md5[36];
+        if (!identity_verified) {
+            char why[300];
+            snprintf(why, sizeof why, "upstream asks for MD5 over a link whose server is not verified "
+                     "(sslmode = %s): the answer could be cracked offline by whoever sits there; use "
+                     "sslmode = verify-full, or a SCRAM-SHA-256 role", sslmode_name(mode));
+            return upstream_login_fail(s, why);
+        }
         if (len != 8 || scram_md5_response(s->upstream_user, pw, strlen(pw), body + 4, md5, &err) != 0)
             return upstream_login_fail(s, "bad AuthenticationMD5Password");
         send_password_message(s, NULL, md5, strlen(md5) + 1);
@@ -1464,6 +1482,7 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
             return upstream_login_fail(s, s->auth && s->auth->client ? err.msg : "unexpected SASLFinal");
         scram_client_free(s->auth->client);
         s->auth->client = NULL;
+        s->auth->upstream_proved = true;
         return true;
     default: {
         char why[80];

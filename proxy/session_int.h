@@ -37,6 +37,7 @@ struct proxy_auth {
     size_t cb_len;
     struct scram_server *server;        /* client ↔ proxy */
     struct scram_client *client;        /* proxy ↔ upstream */
+    bool upstream_proved;               /* the upstream's SCRAM signature verified */
     bool failed;                        /* answer 28P01 when the back-off timer fires */
 };
 

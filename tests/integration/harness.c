@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -623,4 +624,56 @@ const char *it_raw_field(const uint8_t *body, uint32_t len, char code)
         i += (uint32_t)n + 1;
     }
     return NULL;
+}
+
+/* ---- a fake upstream ---------------------------------------------------------------------- */
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void *fake_upstream_main(void *arg)
+{
+    struct it_fake_upstream *f = arg;
+    if (!wait_readable(f->listen_fd, 10000))
+        return NULL;
+    int fd = accept(f->listen_fd, NULL, NULL);
+    if (fd < 0)
+        return NULL;
+    double deadline = it_now_ms() + 5000;
+    uint8_t hdr[5], body[8192];
+    bool ok = read_full(fd, hdr, 4, deadline) == 1;
+    uint32_t n = ok ? be32(hdr) : 0;
+    ok = ok && n >= 8 && n - 4 <= sizeof body && read_full(fd, body, n - 4, deadline) == 1 &&
+         send(fd, f->hello, f->hello_len, MSG_NOSIGNAL) == (ssize_t)f->hello_len;
+    if (ok && f->reply) {
+        ok = read_full(fd, hdr, 5, deadline) == 1 && (n = be32(hdr + 1)) >= 4 && n - 4 <= sizeof body &&
+             read_full(fd, body, n - 4, deadline) == 1;
+        if (ok)
+            send(fd, f->reply, f->reply_len, MSG_NOSIGNAL);
+    }
+    while (read_full(fd, body, 1, deadline) == 1)
+        ;   /* until the proxy closes */
+    close(fd);
+    return NULL;
+}
+
+void it_fake_upstream_start(struct it_fake_upstream *f)
+{
+    f->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t alen = sizeof a;
+    if (f->listen_fd < 0 || bind(f->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(f->listen_fd, 4) != 0 || getsockname(f->listen_fd, (struct sockaddr *)&a, &alen) != 0)
+        fail_msg("fake upstream: cannot listen: %s", strerror(errno));
+    f->port = ntohs(a.sin_port);
+    if (pthread_create(&f->thread, NULL, fake_upstream_main, f) != 0)
+        fail_msg("fake upstream: no thread");
+}
+
+void it_fake_upstream_stop(struct it_fake_upstream *f)
+{
+    pthread_join(f->thread, NULL);
+    close(f->listen_fd);
 }

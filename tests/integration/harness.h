@@ -4,6 +4,7 @@
 #ifndef PGSOV_IT_HARNESS_H
 #define PGSOV_IT_HARNESS_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -141,5 +142,19 @@ int it_raw_wait_closed(int fd, int timeout_ms);
 
 /* Field code (e.g. 'C' SQLSTATE, 'M' message) of an ErrorResponse/NoticeResponse body, or NULL. */
 const char *it_raw_field(const uint8_t *body, uint32_t len, char code);
+
+/* ---- a fake upstream, for what a real server will not send ------------------------- */
+
+/* A scripted PostgreSQL server on 127.0.0.1 (no TLS), for one connection: it reads the startup
+ * packet and sends hello; when reply is set, it reads one message and sends reply; then it
+ * reads until the peer closes (at most 5 s). Point an [env] at port with sslmode = disable. */
+struct it_fake_upstream {
+    const uint8_t *hello, *reply;
+    size_t hello_len, reply_len;
+    int listen_fd, port;
+    pthread_t thread;
+};
+void it_fake_upstream_start(struct it_fake_upstream *f);
+void it_fake_upstream_stop(struct it_fake_upstream *f);
 
 #endif

@@ -180,6 +180,42 @@ static void test_wrong_upstream_password(void **state)
     free(log);
 }
 
+/* Over a link whose server is not verified (sslmode = disable), an upstream must prove it
+ * knows the password (SCRAM) before the proxy trusts it: an AuthenticationOk straight away, or
+ * a request for MD5 (a hash an impostor could crack offline), fails the login with the reason
+ * in the operator's log and the password nowhere. */
+static void test_unverified_upstream_must_prove_itself(void **state)
+{
+    static const uint8_t ok_at_once[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I' };
+    static const uint8_t wants_md5[] = { 'R', 0, 0, 0, 12, 0, 0, 0, 5, 's', 'a', 'l', 't' };
+    static const struct { const uint8_t *hello; size_t len; const char *why; } cases[] = {
+        { ok_at_once, sizeof ok_at_once, "accepted the login without proving it knows the password" },
+        { wants_md5, sizeof wants_md5, "asks for MD5 over a link whose server is not verified" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct it_fake_upstream f = { .hello = cases[i].hello, .hello_len = cases[i].len };
+        it_fake_upstream_start(&f);
+        char ini[2048];
+        snprintf(ini, sizeof ini,
+                 "[proxy]\nlisten = 127.0.0.1:@PORT@\nrules = @RULES@\nclient_tls = disable\n"
+                 "users_file = %s\n[env.staging]\nhost = 127.0.0.1\nport = %d\ndatabase = postgres\n"
+                 "sslmode = disable\nhost_patterns = 127.0.0.1:%d\nauth = proxy\n"
+                 "upstream_password.app = app-secret\n", users_path, f.port, f.port);
+        struct it_proxy p;
+        it_proxy_start_ini(&p, ini, "allow all all all any default\n");
+        PGconn *c = it_proxy_connect(&p, "user=app password=client-pw dbname=staging");
+        if (PQstatus(c) != CONNECTION_BAD || !it_contains(PQerrorMessage(c), "could not log in to the upstream"))
+            fail_msg("case %zu: %s", i, PQstatus(c) == CONNECTION_OK ? "logged in" : PQerrorMessage(c));
+        PQfinish(c);
+        char *log = it_proxy_log(&p);
+        if (!it_contains(log, cases[i].why) || it_contains(log, "app-secret"))
+            fail_msg("case %zu: log:\n%s", i, log);
+        free(log);
+        it_proxy_stop(&p, SIGTERM, 5000);
+        it_fake_upstream_stop(&f);
+    }
+}
+
 /* A malformed SASL message fails that connection cleanly; others are served. */
 static void test_malformed_sasl(void **state)
 {
@@ -284,6 +320,7 @@ int main(void)
         cmocka_unit_test(test_verifier_from_pg_authid_md5_upstream),
         cmocka_unit_test(test_certificate_login),
         cmocka_unit_test(test_wrong_upstream_password),
+        cmocka_unit_test(test_unverified_upstream_must_prove_itself),
         cmocka_unit_test(test_malformed_sasl),
         cmocka_unit_test(test_failures_and_backoff),
         cmocka_unit_test(test_reload_users),

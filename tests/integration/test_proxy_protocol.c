@@ -2,9 +2,7 @@
  * pgsov-proxy: cancel (57014 within a second), the extended protocol (PQexecParams,
  * PQprepare/PQexecPrepared), pipeline mode, multi-statement simple queries, COPY in and out of
  * 100 MB with a checksum, LISTEN/NOTIFY between two proxy sessions, a 1M-row result. */
-#include <netinet/in.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdbool.h>
 #include <errno.h>
 #include <stdint.h>
@@ -420,56 +418,6 @@ static void test_upstream_down(void **state)
 
 /* ---- an upstream that lies about a length --------------------------------------------------- */
 
-struct liar {
-    int listen_fd;
-    uint32_t bad_len;
-};
-
-static int read_full(int fd, void *buf, size_t n)
-{
-    for (size_t got = 0; got < n;) {
-        struct pollfd p = { .fd = fd, .events = POLLIN };
-        if (poll(&p, 1, 5000) != 1)
-            return -1;
-        ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
-        if (r <= 0)
-            return -1;
-        got += (size_t)r;
-    }
-    return 0;
-}
-
-/* Accepts one connection, logs it in (AuthenticationOk, ReadyForQuery), and answers its first
- * message with a DataRow whose length word is bad_len. */
-static void *liar_main(void *arg)
-{
-    struct liar *l = arg;
-    struct pollfd p = { .fd = l->listen_fd, .events = POLLIN };
-    if (poll(&p, 1, 10000) != 1)
-        return NULL;
-    int fd = accept(l->listen_fd, NULL, NULL);
-    if (fd < 0)
-        return NULL;
-    uint8_t hdr[5], body[8192];
-    if (read_full(fd, hdr, 4) == 0) {
-        uint32_t n = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
-        if (n >= 8 && n - 4 <= sizeof body && read_full(fd, body, n - 4) == 0) {
-            static const uint8_t hello[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I' };
-            send(fd, hello, sizeof hello, MSG_NOSIGNAL);
-            if (read_full(fd, hdr, 5) == 0) {
-                uint8_t lie[5 + 16] = { 'D', (uint8_t)(l->bad_len >> 24), (uint8_t)(l->bad_len >> 16),
-                                        (uint8_t)(l->bad_len >> 8), (uint8_t)l->bad_len };
-                send(fd, lie, sizeof lie, MSG_NOSIGNAL);
-                char sink[4096];
-                while (read_full(fd, sink, 1) == 0)
-                    ;   /* until the proxy closes */
-            }
-        }
-    }
-    close(fd);
-    return NULL;
-}
-
 /* An upstream whose message length is absurd (near 4 GB, or below 4) ends that one session with
  * 08P01, at once, and the proxy goes on serving others. */
 static void test_upstream_bad_length(void **state)
@@ -477,13 +425,14 @@ static void test_upstream_bad_length(void **state)
     (void)state;
     static const uint32_t lies[] = { 0xFFFFFFFFu, 0xFFFFFFFBu, 3 };
     for (size_t i = 0; i < sizeof lies / sizeof lies[0]; i++) {
-        struct liar l = { .listen_fd = socket(AF_INET, SOCK_STREAM, 0), .bad_len = lies[i] };
-        struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        socklen_t alen = sizeof a;
-        assert_int_equal(bind(l.listen_fd, (struct sockaddr *)&a, sizeof a), 0);
-        assert_int_equal(listen(l.listen_fd, 4), 0);
-        assert_int_equal(getsockname(l.listen_fd, (struct sockaddr *)&a, &alen), 0);
-        int port = ntohs(a.sin_port);
+        /* logged in at once (AuthenticationOk, ReadyForQuery); the first query gets the lie */
+        static const uint8_t hello[] = { 'R', 0, 0, 0, 8, 0, 0, 0, 0, 'Z', 0, 0, 0, 5, 'I' };
+        uint8_t lie[5 + 16] = { 'D', (uint8_t)(lies[i] >> 24), (uint8_t)(lies[i] >> 16),
+                                (uint8_t)(lies[i] >> 8), (uint8_t)lies[i] };
+        struct it_fake_upstream f = { .hello = hello, .hello_len = sizeof hello, .reply = lie,
+                                      .reply_len = sizeof lie };
+        it_fake_upstream_start(&f);
+        int port = f.port;
         char ini[2048];
         snprintf(ini, sizeof ini,
                  "[proxy]\nlisten = 127.0.0.1:@PORT@\nrules = @RULES@\nclient_tls = disable\nworkers = 1\n"
@@ -494,8 +443,6 @@ static void test_upstream_bad_length(void **state)
                  port, port);
         struct it_proxy p;
         it_proxy_start_ini(&p, ini, "allow all all app any default\n");
-        pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, liar_main, &l), 0);
         PGconn *c = it_proxy_connect(&p, "dbname=development user=app password=app-secret");
         if (PQstatus(c) != CONNECTION_OK)
             fail_msg("login through the liar: %s", PQerrorMessage(c));
@@ -523,8 +470,7 @@ static void test_upstream_bad_length(void **state)
         free(v);
         PQfinish(c);
         assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
-        pthread_join(t, NULL);
-        close(l.listen_fd);
+        it_fake_upstream_stop(&f);
     }
 }
 
