@@ -621,8 +621,7 @@ static int run_begin(struct run *r, struct cli *c, int *code)
     r->cli = c;
     if (target_open(&r->t, &c->topt, &err) != 0) {
         fprintf(stderr, "pgsov %s: %s\n", c->cmd, err.msg);
-        *code = strstr(err.msg, "hostname guard") || strstr(err.msg, "sslmode") ? EXIT_REFUSED
-                                                                                : EXIT_FAILED;
+        *code = r->t.refused ? EXIT_REFUSED : EXIT_FAILED;
         return -1;
     }
     if (r->t.warning[0])

@@ -255,6 +255,7 @@ int target_open(struct target *t, const struct target_options *o, struct pgsov_e
         }
         if (params_from_url(&p, opts, t->env, t->cfg != NULL, t->source, err) != 0) {
             PQconninfoFree(opts);
+            t->refused = true;          /* a URL the guard cannot check, or a weaker sslmode */
             return -1;
         }
     } else {
@@ -280,6 +281,7 @@ int target_open(struct target *t, const struct target_options *o, struct pgsov_e
         rc = env_guard_check(t->cfg, t->env, host, t->port, err);
         if (rc == 0 && hostaddr)
             rc = env_guard_check(t->cfg, t->env, hostaddr, t->port, err);
+        t->refused = rc != 0;
     }
     if (rc == 0) {
         t->conn = PQconnectdbParams(p.key, p.val, 0);
@@ -299,9 +301,11 @@ int target_open(struct target *t, const struct target_options *o, struct pgsov_e
 
     /* libpq connected where the guard looked? (It must; this catches surprises.) */
     const char *chost = PQhost(t->conn), *cport = PQport(t->conn);
-    if (!chost || strcmp(chost, t->host) != 0 || !cport || atoi(cport) != t->port)
+    if (!chost || strcmp(chost, t->host) != 0 || !cport || atoi(cport) != t->port) {
+        t->refused = true;
         return pgsov_fail(err, "connected to %s:%s, not to the %s:%d the hostname guard checked; "
                           "refusing", chost ? chost : "?", cport ? cport : "?", t->host, t->port);
+    }
     PGresult *r = PQexec(t->conn, "SELECT current_database(), current_user");
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
         rc = pgsov_fail(err, "environment %s: %s", t->env_name, PQerrorMessage(t->conn));

@@ -65,6 +65,9 @@ struct target {
     char user[128];                  /* current_user as the server reports it                  */
     char source[192];                /* "--url", "DEV_DATABASE_URL", "proxy.ini [env.X]", ... */
     char warning[256];               /* non-empty: something the command should print once     */
+    bool refused;                    /* target_open failed because a check refused the target
+                                        (hostname guard, weaker sslmode, a URL it cannot check),
+                                        not because the connection failed                      */
     struct env_config synthetic;     /* internal: the no-config environment                    */
 };
 
