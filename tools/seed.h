@@ -100,6 +100,9 @@ int seed_header(const struct seed_scenario *sc, size_t t, char *buf, size_t size
 
 /* Dates are days since 1970-01-01 (proleptic Gregorian). */
 int32_t seed_days_from_civil(int y, int m, int d);
+/* 0001-01-01 and 9999-12-31 in days since 1970-01-01: the dates seed produces. */
+#define SEED_DAY_MIN (-719162)
+#define SEED_DAY_MAX 2932896
 void seed_civil_from_days(int32_t days, int *y, int *m, int *d);
 /* "YYYY-MM-DD" → days; -1 with err on a malformed or impossible date. */
 int seed_date_parse(const char *s, int32_t *days, struct pgsov_err *err);

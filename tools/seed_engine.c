@@ -269,9 +269,11 @@ static int gen_column(struct walk *w, struct level *lv, size_t ci, const struct 
         if (seed_expr_eval(c->expr, f, ref, out, w->err) < 0)
             return -1;
         if (c->scale >= 0 && out->kind == SV_NUM) {
-            if (c->scale >= out->scale)
-                out->i *= seed_pow10[c->scale - out->scale];
-            else
+            if (c->scale >= out->scale) {
+                if (__builtin_mul_overflow(out->i, seed_pow10[c->scale - out->scale], &out->i))
+                    return pgsov_fail(w->err, "%s.%s: numeric overflow at scale %d",
+                                      lv->table->name, c->name, c->scale);
+            } else
                 out->i = seed_rescale(out->i, out->scale, c->scale);
             out->scale = c->scale;
         }

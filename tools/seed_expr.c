@@ -39,12 +39,18 @@ struct seed_expr {
 
 /* ---- parser ------------------------------------------------------------------------------ */
 
+/* Bounds on an expression's tree: its parse, evaluation and free recurse along it. */
+#define SEED_EXPR_MAX_DEPTH 64
+#define SEED_EXPR_MAX_NODES 2000
+
 struct parser {
     const char *s, *p;
     const struct seed_table *tables;
     size_t ti, visible;
     struct pgsov_err *err;
     int failed;
+    int depth;                  /* nested unary operators, parentheses and call arguments */
+    int nodes;
 };
 
 __attribute__((format(printf, 2, 3)))
@@ -82,6 +88,10 @@ static int accept(struct parser *ps, const char *tok)
 
 static struct seed_expr *node(struct parser *ps, enum node_kind k)
 {
+    if (++ps->nodes > SEED_EXPR_MAX_NODES) {
+        perr(ps, "expression longer than %d terms", SEED_EXPR_MAX_NODES);
+        return NULL;
+    }
     struct seed_expr *e = calloc(1, sizeof *e);
     if (!e) {
         perr(ps, "%s", "out of memory");
@@ -299,7 +309,22 @@ static struct seed_expr *parse_primary(struct parser *ps)
     return NULL;
 }
 
+static struct seed_expr *parse_unary_at(struct parser *ps);
+
+/* Every level of nesting passes here (a '(' or a call argument reparses from parse_or). */
 static struct seed_expr *parse_unary(struct parser *ps)
+{
+    if (ps->depth >= SEED_EXPR_MAX_DEPTH) {
+        perr(ps, "expression nested more than %d deep", SEED_EXPR_MAX_DEPTH);
+        return NULL;
+    }
+    ps->depth++;
+    struct seed_expr *e = parse_unary_at(ps);
+    ps->depth--;
+    return e;
+}
+
+static struct seed_expr *parse_unary_at(struct parser *ps)
 {
     if (accept(ps, "-")) {
         struct seed_expr *a = parse_unary(ps), *e;
@@ -527,17 +552,24 @@ static int arith(enum node_kind k, const struct seed_value *a, const struct seed
         return 0;
     }
     if (a->kind == SV_DATE || b->kind == SV_DATE) {
+        int64_t day;
         if (k == N_ADD && a->kind == SV_DATE && b->kind == SV_NUM)
-            set_date(out, a->i + as_days(b));
+            day = a->i + as_days(b);
         else if (k == N_ADD && a->kind == SV_NUM && b->kind == SV_DATE)
-            set_date(out, b->i + as_days(a));
+            day = b->i + as_days(a);
         else if (k == N_SUB && a->kind == SV_DATE && b->kind == SV_NUM)
-            set_date(out, a->i - as_days(b));
-        else if (k == N_SUB && a->kind == SV_DATE && b->kind == SV_DATE)
+            day = a->i - as_days(b);
+        else if (k == N_SUB && a->kind == SV_DATE && b->kind == SV_DATE) {
             set_num(out, a->i - b->i, 0);
-        else
+            return 0;
+        } else
             return pgsov_fail(err, "cannot combine %s and %s with that operator",
                               kind_name(a->kind), kind_name(b->kind));
+        /* a day count beyond years 1..9999 is an error, not a wrapped year (the operands are
+         * bounded days and a days count far below INT64_MAX, so the sum itself cannot wrap) */
+        if (day < SEED_DAY_MIN || day > SEED_DAY_MAX)
+            return pgsov_fail(err, "date arithmetic leaves years 1..9999");
+        set_date(out, day);
         return 0;
     }
     if (a->kind != SV_NUM || b->kind != SV_NUM)
@@ -623,6 +655,8 @@ static int eval(const struct seed_expr *e, const struct seed_frame *f, int32_t r
         }
         if (a.kind != SV_NUM)
             return pgsov_fail(err, "cannot negate a %s", kind_name(a.kind));
+        if (a.i == INT64_MIN)
+            return pgsov_fail(err, "numeric overflow");
         set_num(out, -a.i, a.scale);
         return 0;
     case N_EQ: case N_NE: case N_LT: case N_LE: case N_GT: case N_GE: {
