@@ -276,6 +276,21 @@ int target_open(struct target *t, const struct target_options *o, struct pgsov_e
     if (parse_port(params_get(&p, "port"), &t->port) != 0)
         rc = pgsov_fail(err, "port \"%s\" from %s is not a port number", params_get(&p, "port"),
                         t->source);
+    /* libpq fills every option left unset from the environment: $PGHOSTADDR, or a $PGSERVICE
+     * entry's hostaddr, would send it to an address the guard never saw (PQhost() would still
+     * name the checked host). Refuse instead of guessing which one the user meant. */
+    if (rc == 0 && !params_get(&p, "hostaddr")) {
+        static const char *const redirecting[] = { "PGHOSTADDR", "PGSERVICE" };
+        for (size_t i = 0; i < sizeof redirecting / sizeof redirecting[0] && rc == 0; i++) {
+            const char *v = getenv(redirecting[i]);
+            if (v && *v) {
+                t->refused = true;
+                rc = pgsov_fail(err, "$%s is set: libpq would take the address from it, which the "
+                                "hostname guard does not check; unset it (the host comes from "
+                                "--url, <ENV>_DATABASE_URL or [env.%s])", redirecting[i], t->env_name);
+            }
+        }
+    }
     /* The hostname guard, on what libpq will actually use, before any packet is sent. */
     if (rc == 0 && t->cfg) {
         rc = env_guard_check(t->cfg, t->env, host, t->port, err);

@@ -372,6 +372,15 @@ static void test_hostname_guard(void **state)
     run_expect(&c, 3, "weaker than sslmode = verify-full",
            "migrate --env dev --dir '%s' --url 'postgresql://postgres@localhost:%d/%s?sslmode=disable'",
            examples(), e->dev_port, c.db);
+    /* libpq would take an address from $PGHOSTADDR or a $PGSERVICE entry, past the guard */
+    static const char *const redirecting[][2] = { { "PGHOSTADDR", "127.0.0.1" }, { "PGSERVICE", "prod" } };
+    for (size_t i = 0; i < 2; i++) {
+        setenv(redirecting[i][0], redirecting[i][1], 1);
+        char want[64];
+        snprintf(want, sizeof want, "$%s is set", redirecting[i][0]);
+        run_expect(&c, 3, want, "migrate --env dev --dir '%s'", examples());
+        unsetenv(redirecting[i][0]);
+    }
     expect_sql(&c, "SELECT to_regclass('pgsov.environment_attestation') IS NULL", "t");
     /* the right URL works, also from DEV_DATABASE_URL */
     run_expect(&c, 0, "applied  0001", "migrate --env dev --dir '%s' --to 1 --url "
