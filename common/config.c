@@ -611,6 +611,11 @@ static int validate(struct config *c, const char *name, struct pgsov_err *err)
                               name, e->line, e->name, e->host);
         if ((e->sslcert == NULL) != (e->sslkey == NULL))
             return pgsov_fail(err, "%s:%d: [env.%s] sslcert and sslkey go together", name, e->line, e->name);
+        if (e->sslmode == SSLMODE_VERIFY_CA && !e->sslrootcert)
+            return pgsov_fail(err, "%s:%d: [env.%s] sslmode = verify-ca needs sslrootcert: against the "
+                              "system trust store it would accept any publicly issued certificate, "
+                              "for any host name (libpq refuses it too); set sslrootcert, or use "
+                              "verify-full", name, e->line, e->name);
         if (!e->migrations_dir && !(e->migrations_dir = strdup("migrations")))
             return pgsov_fail(err, "out of memory");
         /* every name and alias must be unique across environments */

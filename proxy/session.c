@@ -1402,7 +1402,7 @@ static bool upstream_login_step(struct session *s, const uint8_t *body, uint32_t
     /* Only a verified certificate proves who the upstream is; without one, only a completed
      * SCRAM exchange does (its server signature needs the password's keys). */
     enum sslmode mode = cfg_of(s)->envs[s->env_index].sslmode;
-    bool identity_verified = mode == SSLMODE_VERIFY_CA || mode == SSLMODE_VERIFY_FULL;
+    bool identity_verified = tls_upstream_verified(&cfg_of(s)->envs[s->env_index]);
 
     if (code == 0) {                     /* AuthenticationOk: now the client may know */
         if (s->auth && s->auth->client)

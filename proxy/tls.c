@@ -54,6 +54,12 @@ int tls_client_side_ctx(const struct config *cfg, SSL_CTX **ctx_out, struct pgso
     return 0;
 }
 
+bool tls_upstream_verified(const struct env_config *env)
+{
+    return env->sslmode == SSLMODE_VERIFY_FULL ||
+           ((env->sslmode == SSLMODE_VERIFY_CA || env->sslmode == SSLMODE_REQUIRE) && env->sslrootcert);
+}
+
 int tls_upstream_ctx(const struct env_config *env, SSL_CTX **ctx_out, struct pgsov_err *err)
 {
     *ctx_out = NULL;
@@ -64,7 +70,7 @@ int tls_upstream_ctx(const struct env_config *env, SSL_CTX **ctx_out, struct pgs
         return fail_ssl(err, "SSL_CTX_new", NULL);
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
-    if (env->sslmode >= SSLMODE_VERIFY_CA) {
+    if (env->sslmode >= SSLMODE_VERIFY_CA || env->sslrootcert) {   /* require + a root: verify-ca */
         int ok = env->sslrootcert ? SSL_CTX_load_verify_locations(ctx, env->sslrootcert, NULL)
                                   : SSL_CTX_set_default_verify_paths(ctx);
         if (ok != 1) {

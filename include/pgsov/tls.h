@@ -14,8 +14,16 @@
 /* NULL with *ctx_out == NULL when client_tls = disable. */
 int tls_client_side_ctx(const struct config *cfg, SSL_CTX **ctx_out, struct pgsov_err *err);
 
-/* NULL with *ctx_out == NULL when the environment's sslmode = disable. */
+/* NULL with *ctx_out == NULL when the environment's sslmode = disable. As libpq: verify-full
+ * and verify-ca check the chain (verify-ca needs sslrootcert: config.c), and require does too
+ * when sslrootcert is set. */
 int tls_upstream_ctx(const struct env_config *env, SSL_CTX **ctx_out, struct pgsov_err *err);
+
+/* Does the upstream link prove the server's identity by itself: the chain checked against the
+ * operator's own sslrootcert (verify-ca, or require with sslrootcert), or chain and host name
+ * (verify-full)? Without that, an upstream must prove itself by SCRAM before the proxy hands
+ * it a password in any form. */
+bool tls_upstream_verified(const struct env_config *env);
 
 /* An SSL for one upstream connection: SNI (host names only), and for verify-full the host
  * name or IP address that the certificate must carry. */

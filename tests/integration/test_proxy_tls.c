@@ -127,6 +127,30 @@ static void test_upstream_verify_fails(void **state)
     assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
 }
 
+/* sslmode = require with an sslrootcert checks the chain, as libpq does (its verify-ca): a
+ * wrong root is refused, the right one works. */
+static void test_require_with_root_checks_chain(void **state)
+{
+    (void)state;
+    static const char ini[] =
+        "[proxy]\nlisten = 127.0.0.1:@PORT@\nrules = @RULES@\nclient_tls = disable\n"
+        "[env.development]\nhost = localhost\nport = @DEV_PORT@\ndatabase = postgres\n"
+        "sslmode = require\nsslrootcert = @PKI@/wrong-ca.crt\nhost_patterns = localhost:@DEV_PORT@\n"
+        "[env.production]\nhost = localhost\nport = @PROD_PORT@\ndatabase = postgres\n"
+        "sslmode = require\nsslrootcert = @PKI@/ca.crt\nhost_patterns = localhost:@PROD_PORT@\n";
+    struct it_proxy p;
+    it_proxy_start_ini(&p, ini, "allow all all app any default\n");
+    PGconn *c = it_proxy_connect(&p, "dbname=development user=app password=app-secret");
+    if (PQstatus(c) != CONNECTION_BAD || !it_contains(PQerrorMessage(c), "certificate"))
+        fail_msg("require + wrong root: %s", PQstatus(c) == CONNECTION_OK ? "connected" : PQerrorMessage(c));
+    PQfinish(c);
+    c = it_proxy_connect(&p, "dbname=production user=app password=app-secret");
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("require + right root: %s", PQerrorMessage(c));
+    PQfinish(c);
+    assert_int_equal(it_proxy_stop(&p, SIGTERM, 5000), 0);
+}
+
 static const char verify_ca_extra[] = "client_tls = verify-ca\n";
 
 static void test_client_certificates(void **state)
@@ -304,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_verify_full_both_links),
         cmocka_unit_test(test_client_trusts_wrong_ca),
         cmocka_unit_test(test_upstream_verify_fails),
+        cmocka_unit_test(test_require_with_root_checks_chain),
         cmocka_unit_test(test_client_certificates),
         cmocka_unit_test(test_client_tls_disabled),
         cmocka_unit_test(test_reload_upstream_tls),

@@ -148,6 +148,7 @@ static void test_errors(void **state)
 {
     static const struct { const char *text; const char *want; } cases[] = {
         { "[proxy]\nbogus = 1\n" DEV_SECTION, "t.ini:2: unknown key \"bogus\"" },
+        { PROXY_MIN DEV_SECTION "sslmode = verify-ca\n", "sslmode = verify-ca needs sslrootcert" },
         { "[proxy]\nclient_tls = maybe\n", "t.ini:2: client_tls" },
         { "[proxy]\n" DEV_SECTION, "client_tls = require needs client_tls_cert" },
         { "[proxy]\nclient_tls = verify-ca\nclient_tls_cert = c\nclient_tls_key = k\n" DEV_SECTION,
