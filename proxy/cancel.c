@@ -15,6 +15,7 @@ struct cancel_entry {
     struct cancel_entry *next;
     uint32_t pid, secret;
     struct cancel_target target;
+    bool looked_up;             /* a CancelRequest for this key went to the upstream */
 };
 
 static pthread_mutex_t cancel_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -62,18 +63,21 @@ int cancel_register(const struct cancel_target *t, uint32_t *pid, uint32_t *secr
     return 0;
 }
 
-void cancel_unregister(uint32_t pid)
+bool cancel_unregister(uint32_t pid)
 {
+    bool looked_up = false;
     pthread_mutex_lock(&cancel_lock);
     for (struct cancel_entry **p = slot(pid); *p; p = &(*p)->next) {
         if ((*p)->pid == pid) {
             struct cancel_entry *dead = *p;
             *p = dead->next;
+            looked_up = dead->looked_up;
             free(dead);
             break;
         }
     }
     pthread_mutex_unlock(&cancel_lock);
+    return looked_up;
 }
 
 bool cancel_lookup(uint32_t pid, uint32_t secret, struct cancel_target *out)
@@ -83,6 +87,7 @@ bool cancel_lookup(uint32_t pid, uint32_t secret, struct cancel_target *out)
     struct cancel_entry *e = find(pid);
     if (e && CRYPTO_memcmp(&e->secret, &secret, sizeof secret) == 0) {
         *out = e->target;
+        e->looked_up = true;
         ok = true;
     }
     pthread_mutex_unlock(&cancel_lock);

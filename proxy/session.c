@@ -1595,8 +1595,15 @@ static void reset_begin(struct session *s)
         close(s->client_fd);
     s->client_fd = -1;
     if (s->cancel_registered) {         /* a late cancel of this client must not hit the next */
-        cancel_unregister(s->proxy_pid);
+        bool cancelled = cancel_unregister(s->proxy_pid);
         s->cancel_registered = false;
+        if (cancelled) {
+            /* A cancel forwarded to this backend may land after the next client's query has
+             * started (the forwarder does not wait for it): the backend ends here instead. */
+            s->close_reason = "client terminated (not reused: a cancel was sent to its backend)";
+            session_free(s);
+            return;
+        }
     }
     bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
     wire_query(bufferevent_get_output(s->server), "DISCARD ALL");

@@ -17,7 +17,10 @@ struct cancel_target {
 
 /* Registers target under fresh proxy keys written to *pid, *secret. 0 or -1 (no memory). */
 int cancel_register(const struct cancel_target *t, uint32_t *pid, uint32_t *secret);
-void cancel_unregister(uint32_t pid);
+/* Removes the key; true when a cancel was ever looked up (and so forwarded) under it: its
+ * packet may still be on its way to the upstream backend, which must then not serve another
+ * client (upstream reuse closes it instead). */
+bool cancel_unregister(uint32_t pid);
 /* Copies the target for (pid, secret) into *out; false when unknown or the secret differs. */
 bool cancel_lookup(uint32_t pid, uint32_t secret, struct cancel_target *out);
 

@@ -231,6 +231,39 @@ static void test_open_transaction_is_not_reused(void **state)
     PQfinish(b);
 }
 
+/* A client that sent a cancel: its packet may still be on its way to the backend when the next
+ * client's query starts, so that backend is closed, not parked (a direct connection's backend
+ * ends with its client too). */
+static void test_cancelled_backend_is_not_reused(void **state)
+{
+    PGconn *a = client("app", "");
+    long pid = backend_pid(a);
+    assert_int_equal(PQsendQuery(a, "SELECT pg_sleep(30)"), 1);
+    usleep(200 * 1000);
+    PGcancel *cn = PQgetCancel(a);
+    char errbuf[256];
+    assert_int_equal(PQcancel(cn, errbuf, sizeof errbuf), 1);
+    PQfreeCancel(cn);
+    PGresult *r;
+    bool cancelled = false;
+    while ((r = PQgetResult(a)) != NULL) {
+        cancelled |= strcmp(it_sqlstate(r), "57014") == 0;
+        PQclear(r);
+    }
+    assert_true(cancelled);
+    sql_value_is(a, "SELECT 1", "1");          /* idle and clean: reusable but for the cancel */
+    int kept = it_proxy_log_count(&proxy, KEPT);
+    int closed = it_proxy_log_count(&proxy, "a cancel was sent to its backend");
+    PQfinish(a);
+    if (!it_proxy_wait_log(&proxy, "a cancel was sent to its backend", closed + 1, 5000))
+        fail_msg("the cancelled client's backend was not closed for that reason");
+    assert_int_equal(it_proxy_log_count(&proxy, KEPT), kept);
+    expect_backend_gone(pid);
+    PGconn *b = client("app", "");
+    assert_true(backend_pid(b) != pid);
+    finish_and_park(b);
+}
+
 /* Many clients connecting and leaving at once (pgbench -C, 8 clients on one worker's pool):
  * every session first checks that it starts from a fresh login's settings, then changes them.
  * A leak from one client to the next makes the check divide by zero and pgbench fail. */
@@ -401,6 +434,7 @@ int main(void)
         cmocka_unit_test(test_reuse_over_tls),
         cmocka_unit_test(test_nothing_leaks_to_the_next_client),
         cmocka_unit_test(test_open_transaction_is_not_reused),
+        cmocka_unit_test(test_cancelled_backend_is_not_reused),
         cmocka_unit_test(test_concurrent_reuse_never_leaks),
         cmocka_unit_test(test_pipelined_terminate_loses_nothing),
         cmocka_unit_test(test_idle_close_without_terminate),
