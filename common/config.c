@@ -8,6 +8,7 @@
 #include "pgsov/env.h"
 
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <ini.h>
 #include <openssl/crypto.h>
@@ -29,6 +30,7 @@ struct loader {
     bool failed;
     bool approval_set;          /* require_approval given in the current env section */
     bool header_seen;           /* a [section] line was read since the last key */
+    bool continuation;          /* the line just read is indented: it continues a value */
     unsigned flags;             /* CONFIG_* */
 };
 
@@ -92,11 +94,12 @@ static char *expand_vars(struct loader *ld, const char *value)
                 def = colon + 2;
             }
             const char *v = getenv(name);
-            if (!v || (!*v && def))
+            if (!v || !*v)              /* set but empty counts as unset: never an empty secret */
                 v = def;
             if (!v) {
                 free(out);
-                loader_fail(ld, "environment variable %s is not set (referenced as ${%s})", name, name);
+                loader_fail(ld, "environment variable %s is not set or empty (referenced as ${%s}; "
+                            "${%s:-} allows an empty value)", name, name, name);
                 return NULL;
             }
             heap = strdup(v);
@@ -125,10 +128,11 @@ static char *expand_vars(struct loader *ld, const char *value)
 }
 
 /* Splits "a, b ,c" into a fresh array of trimmed, non-empty words. */
+/* Appends value's comma-separated items to the list *out of *n_out. */
 static int split_list(const char *value, char ***out, size_t *n_out)
 {
-    char **list = NULL;
-    size_t n = 0;
+    char **list = *out;
+    size_t n = *n_out;
     const char *p = value;
     while (*p) {
         while (*p == ',' || isspace((unsigned char)*p))
@@ -144,12 +148,16 @@ static int split_list(const char *value, char ***out, size_t *n_out)
         char **grown = realloc(list, (n + 1) * sizeof *list);
         if (!grown) {
             free_list(list, n);
+            *out = NULL;
+            *n_out = 0;
             return -1;
         }
         list = grown;
         list[n] = strndup(start, (size_t)(end - start));
         if (!list[n]) {
             free_list(list, n);
+            *out = NULL;
+            *n_out = 0;
             return -1;
         }
         n++;
@@ -173,10 +181,21 @@ static int parse_int(const char *s, long min, long max, long *out)
 /* "30", "30s", "500ms", "2m", "1h" → milliseconds. */
 static int parse_duration_ms(const char *s, int *out)
 {
+    /* plain decimal digits with an optional fraction: strtod alone would take "nan", "inf",
+     * "0x10" and "1e3" */
+    const char *num_end = s + strspn(s, "0123456789");
+    if (num_end == s)
+        return -1;
+    if (*num_end == '.') {
+        size_t frac = strspn(num_end + 1, "0123456789");
+        if (frac == 0)
+            return -1;
+        num_end += 1 + frac;
+    }
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || v < 0)
+    if (errno || end != num_end || !isfinite(v))
         return -1;
     double mult = 1000;
     if (*end == '\0' || strcmp(end, "s") == 0)
@@ -190,7 +209,7 @@ static int parse_duration_ms(const char *s, int *out)
     else
         return -1;
     double ms = v * mult;
-    if (ms > 2147483647.0)
+    if (ms > 2147483647.0 || (v > 0 && ms < 1))      /* a non-zero value must not round to "off" */
         return -1;
     *out = (int)ms;
     return 0;
@@ -270,8 +289,11 @@ static int parse_client_tls(const char *s, enum client_tls_mode *out)
 /* ---- key handlers --------------------------------------------------------------------- */
 
 #define SET_STR(field) do { free(field); field = v; v = NULL; } while (0)
+/* An indented line continues the key's list (inih hands it over as the same key again). */
 #define SET_LIST(field, count) do {                                         \
-        free_list(field, count); field = NULL; count = 0;                   \
+        if (!ld->continuation) {                                            \
+            free_list(field, count); field = NULL; count = 0;               \
+        }                                                                   \
         if (split_list(v, &field, &count) != 0) goto oom;                   \
     } while (0)
 
@@ -536,7 +558,7 @@ static int on_key(void *user, const char *section, const char *key, const char *
 static char *read_line(char *buf, int size, void *stream)
 {
     struct loader *ld = stream;
-    if (ld->text[ld->pos] == '\0' || size <= 1)
+    if (ld->failed || ld->text[ld->pos] == '\0' || size <= 1)
         return NULL;
     int n = 0;
     while (n < size - 1 && ld->text[ld->pos]) {
@@ -547,9 +569,16 @@ static char *read_line(char *buf, int size, void *stream)
     }
     buf[n] = '\0';
     ld->line++;
+    /* inih's line buffer is fixed (INI_MAX_LINE in Debian's build): the rest of a longer line
+     * would come back as a line of its own, and could replace a list with its tail. */
+    if (n == size - 1 && buf[n - 1] != '\n' && ld->text[ld->pos] && ld->text[ld->pos] != '\n') {
+        loader_fail(ld, "line longer than %d bytes; continue a list on the next lines, indented", size - 2);
+        return NULL;
+    }
     const char *p = buf;
     while (*p == ' ' || *p == '\t')
         p++;
+    ld->continuation = p != buf && *p && *p != '\n' && *p != '\r' && *p != ';' && *p != '#';
     if (*p == '[')
         ld->header_seen = true;
     return buf;
@@ -602,6 +631,10 @@ static int validate(struct config *c, const char *name, struct pgsov_err *err)
         struct env_config *e = &c->envs[i];
         if (!e->host)
             return pgsov_fail(err, "%s:%d: [env.%s] has no host", name, e->line, e->name);
+        if (!*e->host || strpbrk(e->host, ", \t/"))
+            return pgsov_fail(err, "%s:%d: [env.%s] host \"%s\" must be one host name or address "
+                              "(libpq would read a comma-separated list, and the hostname guard "
+                              "checks one host)", name, e->line, e->name, e->host);
         if (!e->database)
             return pgsov_fail(err, "%s:%d: [env.%s] has no database (the real database name on the "
                               "upstream)", name, e->line, e->name);

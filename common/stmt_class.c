@@ -1,6 +1,7 @@
 /* stmt_class.c — names and sets of statement classes (see stmt_class.h). Pure. */
 #include "pgsov/stmt_class.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -40,11 +41,20 @@ int class_set_parse(const char *list, class_set *out, struct pgsov_err *err)
     const char *p = list;
     if (!list || !*list)
         return pgsov_fail(err, "empty class list");
+    bool expect_item = true;            /* at the start, and after every comma */
     while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',')
+        while (*p == ' ' || *p == '\t')
             p++;
+        if (*p == ',') {
+            if (expect_item)
+                return pgsov_fail(err, "empty item in class list \"%s\"", list);
+            expect_item = true;
+            p++;
+            continue;
+        }
         if (!*p)
             break;
+        expect_item = false;
         const char *start = p;
         while (*p && *p != ',' && *p != ' ' && *p != '\t')
             p++;
@@ -68,6 +78,8 @@ int class_set_parse(const char *list, class_set *out, struct pgsov_err *err)
                               "function, privileged, transaction, session, maintenance, unknown, "
                               "all, default, none)", word);
     }
+    if (expect_item)
+        return pgsov_fail(err, "empty item in class list \"%s\"", list);
     *out = set;
     return 0;
 }

@@ -687,7 +687,13 @@ static bool cidr_match(const struct rule_cidr *c, const struct conn_facts *who)
             return prefix_equal(c->addr, who->addr + 12, c->prefix);
         return false;
     }
-    return who->family == AF_INET6 && prefix_equal(c->addr, who->addr, c->prefix);
+    /* An IPv4 client is not an IPv6 one because an IPv6 listener accepted it: IPv6 rules match
+     * a mapped address only when they name the mapped range themselves (::ffff:10.0.0.0/104). */
+    if (who->family != AF_INET6)
+        return false;
+    if (is_v4_mapped(who->addr) && !(c->prefix >= 96 && is_v4_mapped(c->addr)))
+        return false;
+    return prefix_equal(c->addr, who->addr, c->prefix);
 }
 
 static bool name_in(const char *const *names, size_t n, const char *name)

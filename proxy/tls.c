@@ -119,6 +119,24 @@ SSL *tls_upstream_ssl(SSL_CTX *ctx, const struct env_config *env)
     return ssl;
 }
 
+/* The subject's one CN as UTF-8, or "" (no cn= rule matches) when there is none, more than
+ * one, or one that holds a NUL or does not fit: a cn= rule must name exactly what the CA
+ * certified, never a prefix of it or one of several. */
+void subject_cn(const X509_NAME *name, char *out, size_t size)
+{
+    out[0] = '\0';
+    int at = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    if (at < 0 || X509_NAME_get_index_by_NID(name, NID_commonName, at) >= 0)
+        return;
+    unsigned char *utf8 = NULL;
+    int len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, at)));
+    if (len > 0 && (size_t)len < size && memchr(utf8, '\0', (size_t)len) == NULL) {
+        memcpy(out, utf8, (size_t)len);
+        out[len] = '\0';
+    }
+    OPENSSL_free(utf8);
+}
+
 void tls_peer_identity(SSL *ssl, struct tls_identity *out)
 {
     memset(out, 0, sizeof *out);
@@ -127,7 +145,7 @@ void tls_peer_identity(SSL *ssl, struct tls_identity *out)
         return;
     if (SSL_get_verify_result(ssl) == X509_V_OK) {
         out->has_cert = true;
-        X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, out->cn, sizeof out->cn);
+        subject_cn(X509_get_subject_name(cert), out->cn, sizeof out->cn);
         unsigned int n = sizeof out->sha256;
         X509_digest(cert, EVP_sha256(), out->sha256, &n);
     }

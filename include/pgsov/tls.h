@@ -29,6 +29,10 @@ bool tls_upstream_verified(const struct env_config *env);
  * name or IP address that the certificate must carry. */
 SSL *tls_upstream_ssl(SSL_CTX *ctx, const struct env_config *env);
 
+/* The subject's single CN as UTF-8 into out; "" when there is none, several, or one with a NUL
+ * or longer than size - 1 bytes. */
+void subject_cn(const X509_NAME *name, char *out, size_t size);
+
 /* The verified client certificate's subject CN and SHA-256 fingerprint, if any. */
 struct tls_identity {
     bool has_cert;

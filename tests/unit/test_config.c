@@ -122,6 +122,50 @@ static void test_env_expansion(void **state)
     assert_int_equal(config_load_string(bad, "t.ini", &c, &err), -1);
     assert_non_null(strstr(err.msg, "t.ini:4:"));
     assert_non_null(strstr(err.msg, "PGSOV_TEST_MISSING"));
+
+    /* set but empty is unset (never an empty secret), unless the reference allows it */
+    setenv("PGSOV_TEST_EMPTY", "", 1);
+    const char *empty = PROXY_MIN "[env.development]\nhost = localhost\nport = 5433\ndatabase = app\n"
+                        "host_patterns = localhost:5433\nupstream_password.app = ${PGSOV_TEST_EMPTY}\n";
+    assert_int_equal(config_load_string(empty, "t.ini", &c, &err), -1);
+    assert_non_null(strstr(err.msg, "PGSOV_TEST_EMPTY is not set or empty"));
+    const char *allowed = PROXY_MIN "[env.development]\nhost = localhost\nport = 5433\n"
+                          "database = app${PGSOV_TEST_EMPTY:-}\nhost_patterns = localhost:5433\n";
+    if (config_load_string(allowed, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_string_equal(c->envs[0].database, "app");
+    config_free(c);
+    unsetenv("PGSOV_TEST_EMPTY");
+}
+
+/* inih reads lines into a fixed buffer: a longer line is refused, never split (its tail read as
+ * a line of its own replaced a list); a list goes on over indented lines. */
+static void test_long_lines_and_continued_lists(void **state)
+{
+    char text[2048];
+    char list[600] = "default";
+    for (int i = 0; i < 40; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), ", app.fn_%02d", i);
+    snprintf(text, sizeof text, PROXY_MIN "privileged_functions = %s\n" DEV_SECTION, list);
+    struct config *c;
+    struct pgsov_err err;
+    assert_int_equal(config_load_string(text, "t.ini", &c, &err), -1);
+    if (!strstr(err.msg, "t.ini:3: line longer than"))
+        fail_msg("%s", err.msg);
+    snprintf(text, sizeof text, PROXY_MIN "privileged_functions = default, app.a,\n"
+             "    app.b, app.c\n\tapp.d\n" DEV_SECTION);
+    if (config_load_string(text, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(c->n_privileged_functions, 5);
+    assert_string_equal(c->privileged_functions[0], "default");
+    assert_string_equal(c->privileged_functions[4], "app.d");
+    config_free(c);
+    /* the same key again on its own line still replaces */
+    snprintf(text, sizeof text, PROXY_MIN "privileged_functions = a, b\nprivileged_functions = c\n" DEV_SECTION);
+    if (config_load_string(text, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(c->n_privileged_functions, 1);
+    config_free(c);
 }
 
 /* The documented example is a valid config (the tools' view: no upstream secrets needed), and
@@ -173,6 +217,14 @@ static void test_errors(void **state)
           "database = app\nhost_patterns = s.example.com\n", "\"prod\" is used by" },
         { PROXY_MIN DEV_SECTION "[env.development]\nhost = x\n", "appears twice" },
         { "[proxy]\nthis is not ini\n", "t.ini:2: syntax error" },
+        { PROXY_MIN "[env.development]\nhost = db.prod.internal,localhost\nport = 5433\n"
+          "database = app\nhost_patterns = *\n", "must be one host name or address" },
+        { PROXY_MIN "startup_timeout = nan\n", "startup_timeout" },
+        { PROXY_MIN "startup_timeout = 0x10\n", "startup_timeout" },
+        { PROXY_MIN "idle_timeout = 1e3\n", "idle_timeout" },
+        { PROXY_MIN "startup_timeout = 0.0001\n", "startup_timeout" },
+        { PROXY_MIN "startup_timeout = -1\n", "startup_timeout" },
+        { PROXY_MIN "startup_timeout = .5\n", "startup_timeout" },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         struct config *c = NULL;
@@ -313,6 +365,7 @@ int main(void)
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_production_by_any_name_needs_approval),
         cmocka_unit_test(test_env_expansion),
+        cmocka_unit_test(test_long_lines_and_continued_lists),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_example_file),
         cmocka_unit_test(test_host_pattern_match),

@@ -16,6 +16,7 @@
 
 #include "pgsov/config.h"
 #include "pgsov/rules.h"
+#include "pgsov/tls.h"
 
 static const char config_text[] =
     "[proxy]\n"
@@ -122,6 +123,9 @@ static void test_parse_errors(void **state)
         { "allow all all all sha256=00:0102:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f:\n",
           1, "invalid certificate fingerprint" },
         { "allow all all all any reed\n", 1, "unknown statement class \"reed\"" },
+        { "allow all all all any read,,ddl\n", 1, "empty item in class list" },
+        { "allow all all all any read,\n", 1, "empty item in class list" },
+        { "allow all all all any ,\n", 1, "empty item in class list" },
         { "allow all all all any read upstream=x\n", 1, "unknown option \"upstream\"" },
         { "allow all all all any read auth=md5\n", 1, "invalid auth=md5" },
         { "allow all all all any auth=proxy auth=proxy\n", 1, "option auth given twice" },
@@ -256,6 +260,48 @@ static const char demo_rules[] =
     "allow     staging       ::1/128,fd00::/8  app,worker  any           read\n"                /* 5 */
     "deny      production    all               all         any\n";                              /* 6 */
 
+/* cn= rules see the subject's one CN, as UTF-8; a subject with two CNs, or a CN holding a NUL
+ * ("ci-deploy\0attacker" would read as "ci-deploy"), has none a rule can name. */
+static void test_subject_cn(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *cn1, *cn2;
+        int cn1_len, type;
+        const char *want;
+    } cases[] = {
+        { "ci-deploy", NULL, -1, MBSTRING_ASC, "ci-deploy" },
+        { "Jo\xc3\xa3o Deploy", NULL, -1, MBSTRING_UTF8, "Jo\xc3\xa3o Deploy" },
+        { "ci-deploy", "someone-else", -1, MBSTRING_ASC, "" },
+        { "ci-deploy\0attacker", NULL, 18, MBSTRING_ASC, "" },
+        { NULL, NULL, -1, MBSTRING_ASC, "" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        X509_NAME *name = X509_NAME_new();
+        assert_non_null(name);
+        X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"pgsov", -1, -1, 0);
+        if (cases[i].cn1)
+            assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_commonName, cases[i].type,
+                                                        (const unsigned char *)cases[i].cn1,
+                                                        cases[i].cn1_len, -1, 0), 1);
+        if (cases[i].cn2)
+            assert_int_equal(X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC,
+                                                        (const unsigned char *)cases[i].cn2, -1, -1, 0), 1);
+        char cn[256] = "untouched";
+        subject_cn(name, cn, sizeof cn);
+        if (strcmp(cn, cases[i].want) != 0)
+            fail_msg("case %zu: cn \"%s\", want \"%s\"", i, cn, cases[i].want);
+        X509_NAME_free(name);
+    }
+    /* longer than the buffer: none, not a prefix */
+    X509_NAME *name = X509_NAME_new();
+    X509_NAME_add_entry_by_NID(name, NID_commonName, MBSTRING_ASC, (const unsigned char *)"ci-deploy-long", -1, -1, 0);
+    char small[10];
+    subject_cn(name, small, sizeof small);
+    assert_string_equal(small, "");
+    X509_NAME_free(name);
+}
+
 static void test_match_table(void **state)
 {
     (void)state;
@@ -266,7 +312,8 @@ static void test_match_table(void **state)
         "allow all 2001:db8::7 host128 any\n"                     /* 4: bare address = /128 */
         "allow all 172.16.0.0/12 odd any\n"                       /* 5: prefix not on a byte */
         "allow all 2001:db8:8000::/33 odd6 any\n"                 /* 6 */
-        "allow all local,10.1.0.0/16 mixed any\n";                /* 7 */
+        "allow all local,10.1.0.0/16 mixed any\n"                 /* 7 */
+        "allow all ::ffff:10.0.0.0/104 mapped6 any\n";            /* 8: the mapped range by name */
     static const char tls_rules[] =
         "allow all all plain any\n"                               /* 1 */
         "allow all all t tls\n"                                   /* 2 */
@@ -312,6 +359,11 @@ static void test_match_table(void **state)
         { cidr_rules, { "::ffff:1.2.3.4", "v4any", "staging", 0, NULL, NULL }, 1 },
         { cidr_rules, { "::1", "v4any", "staging", 0, NULL, NULL }, 0 },
         { cidr_rules, { "2001:db8::1", "v6any", "staging", 0, NULL, NULL }, 2 },
+        /* an IPv4 client on an IPv6 listener is still an IPv4 client */
+        { cidr_rules, { "::ffff:1.2.3.4", "v6any", "staging", 0, NULL, NULL }, 0 },
+        { cidr_rules, { "::ffff:10.9.8.7", "mapped6", "staging", 0, NULL, NULL }, 8 },
+        { cidr_rules, { "::ffff:11.9.8.7", "mapped6", "staging", 0, NULL, NULL }, 0 },
+        { cidr_rules, { "10.9.8.7", "mapped6", "staging", 0, NULL, NULL }, 0 },
         { cidr_rules, { "1.2.3.4", "v6any", "staging", 0, NULL, NULL }, 0 },
         { cidr_rules, { "local", "v6any", "staging", 0, NULL, NULL }, 0 },
         { cidr_rules, { "local", "v4any", "staging", 0, NULL, NULL }, 0 },
@@ -611,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_nul_in_file),
+        cmocka_unit_test(test_subject_cn),
         cmocka_unit_test(test_match_table),
         cmocka_unit_test(test_canonical_envs),
         cmocka_unit_test(test_classes_and_options),
