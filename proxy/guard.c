@@ -1192,8 +1192,11 @@ static bool span_has_digit(const char *sql, size_t from, size_t to)
  * extent? Numeric literals the key masks (their neighbours decide ICONST or FCONST, and the
  * digit key keeps runs short), bit and hex strings, strings in single quotes (only a quote
  * or a backslash can end or escape one) and comments. Not a dollar-quoted string: its tag
- * may hold digits and decides where it ends ($a1$ ... $a12$). */
-static bool digits_may_vary(const char *sql, size_t start, uint32_t tok, bool masked)
+ * may hold digits and decides where it ends ($a1$ ... $a12$). Not an E'...' string with a
+ * backslash either: \ooo, \xhh, \uXXXX and \UXXXXXXXX turn digits into bytes the lexer then
+ * checks (E'\101' lexes, E'\0' and E'\351' do not; \u needs exactly four). The token is the
+ * span [start, end) of sql. */
+static bool digits_may_vary(const char *sql, size_t start, size_t end, uint32_t tok, bool masked)
 {
     if (tok == TOK_SQL_COMMENT || tok == TOK_C_COMMENT)
         return true;
@@ -1201,8 +1204,10 @@ static bool digits_may_vary(const char *sql, size_t start, uint32_t tok, bool ma
         return false;
     if (tok == TOK_ICONST || tok == TOK_FCONST || tok == TOK_BCONST || tok == TOK_XCONST)
         return true;
-    if (tok == TOK_SCONST)
-        return sql[start] == '\'' || ((sql[start] == 'E' || sql[start] == 'e') && sql[start + 1] == '\'');
+    if (tok == TOK_SCONST && sql[start] == '\'')
+        return true;
+    if (tok == TOK_SCONST && (sql[start] == 'E' || sql[start] == 'e') && sql[start + 1] == '\'')
+        return memchr(sql + start, '\\', end - start) == NULL;
     return false;
 }
 
@@ -1247,7 +1252,7 @@ static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *ma
             break;
         next_min = (size_t)t.start + 1;
         if (have_last && span_has_digit(sql, last.start, t.start) &&
-            !digits_may_vary(sql, last.start, last.token, last_masked))
+            !digits_may_vary(sql, last.start, t.start, last.token, last_masked))
             *digits_safe = false;
         have_last = true;
         last = t;
@@ -1270,7 +1275,7 @@ static ssize_t masked_key(struct guard *g, const char *sql, size_t len, bool *ma
         prev1 = t.token;
     }
     if (have_last && span_has_digit(sql, last.start, len) &&
-        !digits_may_vary(sql, last.start, last.token, last_masked))
+        !digits_may_vary(sql, last.start, len, last.token, last_masked))
         *digits_safe = false;
     if (ok && have_pending)
         ok = key_kept_token(&k, sql, pending.token, pending.start, len);

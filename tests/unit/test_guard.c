@@ -1194,6 +1194,13 @@ static void test_digit_level(void **state)
         { "select 1234567890", "select 9999999999", false },
         /* float(n) and ALTER COLUMN n: the grammar reads the number */
         { "create table t (x float(24))", "create table t (x float(53))", false },
+        /* escapes in E'' strings turn digits into bytes the lexer checks (found in review) */
+        { "SELECT E'\\1' FROM t", "SELECT E'\\0' FROM t", false },
+        { "SELECT E'\\x41' FROM t", "SELECT E'\\x00' FROM t", false },
+        { "SELECT E'\\101' FROM t", "SELECT E'\\351' FROM t", false },
+        { "SELECT E'\\u0041' FROM t", "SELECT E'\\u0000' FROM t", false },
+        { "SELECT E'\\uD000' FROM t", "SELECT E'\\uD800' FROM t", false },
+        { "SELECT E'a1' FROM t", "SELECT E'a2' FROM t", true },        /* no backslash: safe */
     };
     struct guard *fresh = guard_uncached();
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
