@@ -3,6 +3,7 @@
 #include "pgsov/env.h"
 #include "pgsov/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -133,9 +134,58 @@ static const char *first_match(const struct env_config *e, const char *host, int
     return NULL;
 }
 
+/* The guard compares text, the resolver reads numbers: "10.0.0.010" is 10.0.0.8 to
+ * getaddrinfo (octal), "10.1" is 10.0.0.1, "::ffff:10.0.0.5" reaches 10.0.0.5 and
+ * "db.prod.internal." is db.prod.internal. A host that is an address must therefore be written
+ * the one way inet_ntop writes it, and a name without a trailing dot, or the guard refuses it. */
+static int host_canonical(const char *host, struct pgsov_err *err)
+{
+    size_t len = strlen(host);
+    if (len > 1 && host[len - 1] == '.')
+        return pgsov_fail(err, "hostname guard: host \"%s\" ends with a dot; write it without",
+                          host);
+    char bare[64];
+    if (host[0] == '[' && len < sizeof bare + 2 && host[len - 1] == ']') {
+        memcpy(bare, host + 1, len - 2);
+        bare[len - 2] = '\0';
+        host = bare;
+    }
+    unsigned char addr[16];
+    char canon[64];
+    if (strchr(host, ':')) {
+        if (inet_pton(AF_INET6, host, addr) != 1)
+            return pgsov_fail(err, "hostname guard: host \"%s\" is not a valid IPv6 address", host);
+        static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+        if (memcmp(addr, mapped, sizeof mapped) == 0)
+            return pgsov_fail(err, "hostname guard: host \"%s\" is an IPv4 address in IPv6 form; "
+                              "write the IPv4 address", host);
+        inet_ntop(AF_INET6, addr, canon, sizeof canon);
+        if (strcasecmp(canon, host) != 0)
+            return pgsov_fail(err, "hostname guard: write the IPv6 address \"%s\" as %s (the "
+                              "patterns are matched on that form)", host, canon);
+        return 0;
+    }
+    /* every label starts with a digit: a number to the resolver, however it is spelled */
+    bool numeric = true;
+    for (const char *p = host; *p && numeric; p = strchr(p, '.') ? strchr(p, '.') + 1 : p + strlen(p))
+        numeric = isdigit((unsigned char)*p);
+    if (!numeric)
+        return 0;
+    if (inet_pton(AF_INET, host, addr) != 1)
+        return pgsov_fail(err, "hostname guard: host \"%s\" is not an IPv4 address in dotted-quad "
+                          "form (the resolver would read it as another address: 010 is octal, 10.1 "
+                          "is 10.0.0.1); write all four decimal parts without leading zeros", host);
+    inet_ntop(AF_INET, addr, canon, sizeof canon);
+    if (strcmp(canon, host) != 0)
+        return pgsov_fail(err, "hostname guard: write the address \"%s\" as %s", host, canon);
+    return 0;
+}
+
 int env_guard_check(const struct config *cfg, const struct env_config *env,
                     const char *host, int port, struct pgsov_err *err)
 {
+    if (host_canonical(host, err) != 0)
+        return -1;
     /* Another environment's pattern first: that is the dangerous mistake, name it. */
     for (size_t i = 0; i < cfg->n_envs; i++) {
         const struct env_config *other = &cfg->envs[i];

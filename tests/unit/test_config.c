@@ -294,6 +294,37 @@ static void test_hostname_guard(void **state)
     assert_int_equal(env_guard_check(c, dev, "db.prod.example.com", 5432, &err), -1);
     assert_int_equal(env_guard_check(c, dev, "localhost", 5999, &err), -1);
     config_free(c);
+
+    /* The guard reads text, the resolver numbers: every spelling of an address but the
+     * canonical one is refused (dev's "1677*" would otherwise let 167772168 = 10.0.0.8 by). */
+    const char *wide = PROXY_MIN
+        "[env.development]\nhost = 10.0.1.1\ndatabase = app\n"
+        "host_patterns = 10.0.1.*, 1677*, 10.0.8, fd00::*, *.dev.internal, *.internal.\n"
+        "[env.production]\nhost = 10.0.0.8\ndatabase = app\nhost_patterns = 10.0.0.8, db.prod.internal\n";
+    if (config_load_string(wide, "t.ini", &c, &err) != 0)
+        fail_msg("%s", err.msg);
+    dev = config_find_env(c, "development");
+    static const struct { const char *host; const char *why; } refused[] = {
+        { "10.0.0.010", "not an IPv4 address in dotted-quad form" },
+        { "10.0.8", "not an IPv4 address in dotted-quad form" },
+        { "167772168", "not an IPv4 address in dotted-quad form" },
+        { "0x0a.0.0.8", "not an IPv4 address in dotted-quad form" },
+        { "::ffff:10.0.0.8", "IPv4 address in IPv6 form" },
+        { "fd00:0::1", "as fd00::1" },
+        { "db.dev.internal.", "ends with a dot" },
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        if (env_guard_check(c, dev, refused[i].host, 5432, &err) != -1)
+            fail_msg("%s was accepted for development", refused[i].host);
+        if (!strstr(err.msg, refused[i].why))
+            fail_msg("%s: \"%s\" lacks \"%s\"", refused[i].host, err.msg, refused[i].why);
+    }
+    static const char *const accepted[] = { "10.0.1.9", "fd00::1", "[fd00::1]", "db.dev.internal",
+                                            "1db.dev.internal" };
+    for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
+        if (env_guard_check(c, dev, accepted[i], 5432, &err) != 0)
+            fail_msg("%s: %s", accepted[i], err.msg);
+    config_free(c);
 }
 
 static void test_env_resolve(void **state)
