@@ -1776,15 +1776,23 @@ static bool span_take(uint32_t *left, size_t avail, size_t *off)
  * mode, and libpq's Sync right behind the Execute arrives when it is already there; only the
  * Sync after CopyDone/CopyFail gets a ReadyForQuery. Syncs are counted as the client sends
  * them; when copy data shows that the Execute before them started a copy, they are taken back,
- * and Syncs during the copy are not counted. */
-static void track_copy_in(struct session *s, char type)
+ * and Syncs during the copy are not counted. Query and FunctionCall each get one too.
+ * This is the one place that counts what the client sent into pending_ready. */
+static void count_ready(struct session *s, char type)
 {
     switch (type) {
+    case 'Q': case 'F':
+        s->pending_ready++;
+        s->after_execute = false;
+        break;
     case 'E':
         s->after_execute = true;
         s->syncs_after_execute = 0;
         break;
     case 'S':
+        if (s->copy_in)
+            break;
+        s->pending_ready++;
         if (s->after_execute)
             s->syncs_after_execute++;
         break;
@@ -1844,9 +1852,7 @@ static void relay_from_client(struct session *s)
             s->paused_for_refusals = true;
             break;
         }
-        if ((type == 'Q' || type == 'S' || type == 'F') && !(type == 'S' && s->copy_in))
-            s->pending_ready++;
-        track_copy_in(s, type);
+        count_ready(s, type);
         if (inspect && (type == 'Q' || type == 'P' || type == 'F')) {
             if (avail - off < 1 + (size_t)len) {
                 if (type == 'Q' || type == 'F')
